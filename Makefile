@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (every test).
+# Both install what they need first (tools/setup/setup.sh: idempotent, cached).
+PYTHON := .venv/bin/python
+SETUP := bash tools/setup/setup.sh
+
+.PHONY: setup plugin demo test test-cpp test-py bench clean
+
+setup:
+	$(SETUP) all
+
+plugin:
+	$(SETUP) plugin
+
+demo: setup
+	$(PYTHON) tools/demo.py $(DEMO_ARGS)
+
+test: setup
+	$(MAKE) --no-print-directory test-cpp test-py
+
+test-cpp:
+	ctest --test-dir build/plugin --output-on-failure -j 2
+
+test-py:
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf build

@@ -1,0 +1,22 @@
+"""Shared fixtures: the repository paths, pycaffe with our layers, and the wrapped caffe tool."""
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CAFFE_TOOL = os.path.join(ROOT, 'tools', 'caffe')
+
+
+@pytest.fixture(scope='session')
+def caffe():
+    import caffe as caffe_module
+    import caffe_layers  # noqa: F401  (registers the plugin's layer types)
+    caffe_module.set_mode_cpu()
+    return caffe_module
+
+
+def run_caffe_tool(args, cwd, timeout=600):
+    """Runs tools/caffe; returns the CompletedProcess with stdout and stderr joined."""
+    return subprocess.run([CAFFE_TOOL] + list(args), cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)

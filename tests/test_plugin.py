@@ -1,0 +1,77 @@
+"""The plugin is simply there: registered in pycaffe, usable in a net, clear when stale."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, CAFFE_TOOL
+
+PLUGIN_TYPES = ['WsdRoigen']
+
+
+def test_plugin_types_registered(caffe):
+    registered = caffe.layer_type_list()
+    for name in PLUGIN_TYPES:
+        assert name in registered
+
+
+def test_net_with_plugin_layer_runs_forward(caffe, tmp_path):
+    net_file = tmp_path / 'net.prototxt'
+    net_file.write_text(textwrap.dedent('''
+        layer { name: "in" type: "Input" top: "lists" input_param { shape { dim: 2 dim: 15 } } }
+        layer { name: "roi" type: "WsdRoigen" bottom: "lists" top: "roi" }
+    '''))
+    net = caffe.Net(str(net_file), caffe.TEST)
+    lists = np.arange(30, dtype=np.float32).reshape(2, 15)
+    net.blobs['lists'].data[...] = lists
+    net.forward()
+    expected = np.concatenate([np.repeat([[0.], [1.]], 3, axis=0), lists.reshape(6, 5)], axis=1)
+    np.testing.assert_array_equal(net.blobs['roi'].data, expected)
+
+
+def test_bad_param_str_is_a_python_error_naming_layer_and_field(caffe, tmp_path):
+    net_file = tmp_path / 'net.prototxt'
+    net_file.write_text(textwrap.dedent('''
+        layer { name: "in" type: "Input" top: "lists" input_param { shape { dim: 2 dim: 15 } } }
+        layer { name: "my_roi" type: "WsdRoigen" bottom: "lists" top: "roi"
+                python_param { param_str: "roi_num: 3" } }
+    '''))
+    with pytest.raises(RuntimeError, match=r'layer "my_roi" \(WsdRoigen\).*roi_num'):
+        caffe.Net(str(net_file), caffe.TEST)
+
+
+def test_stale_plugin_is_reported_with_path_and_fix(tmp_path):
+    """A copy of the package whose sources are newer than the plugin refuses to load."""
+    copy = tmp_path / 'repo'
+    shutil.copytree(os.path.join(ROOT, 'caffe_layers'), copy / 'caffe_layers',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    plugin = copy / 'build' / 'plugin' / 'lib' / 'libmlic_layers.so'
+    plugin.parent.mkdir(parents=True)
+    plugin.write_bytes(b'')
+    old = os.path.getmtime(copy / 'caffe_layers' / 'src' / 'wsd_roigen_layer.cpp') - 100
+    os.utime(plugin, (old, old))
+    env = dict(os.environ, PYTHONPATH=str(copy))
+    env.pop('MLIC_PLUGIN', None)
+    out = subprocess.run([sys.executable, '-c', 'import caffe_layers'], env=env, cwd=str(tmp_path),
+                         stderr=subprocess.PIPE, text=True)
+    assert out.returncode != 0
+    assert str(plugin) in out.stderr and 'make plugin' in out.stderr and 'older than' in out.stderr
+
+
+def test_missing_plugin_is_reported_by_the_caffe_tool(tmp_path):
+    env = dict(os.environ, MLIC_PLUGIN=str(tmp_path / 'nowhere.so'))
+    out = subprocess.run([CAFFE_TOOL, '--version'], env=env, stderr=subprocess.PIPE, text=True)
+    assert out.returncode != 0
+    assert 'nowhere.so does not exist' in out.stderr and 'make plugin' in out.stderr
+
+
+def test_setup_is_idempotent():
+    """After `make test` has set everything up, a second setup has nothing to do."""
+    out = subprocess.run(['bash', os.path.join(ROOT, 'tools', 'setup', 'setup.sh'), '--check'],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert out.returncode == 0, out.stdout
+    assert 'nothing to do' in out.stdout

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Builds stock BVLC Caffe from Debian's source package into PREFIX.
+#   build_caffe.sh --key    print the cache key: a hash of everything that changes the build
+#   build_caffe.sh PREFIX   fetch, patch, build and install; PREFIX/.complete marks success
+# Environment: PYTHON_EXECUTABLE (the venv's python, for NumPy headers), MLIC_JOBS, LOGS.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SOURCE_PACKAGE=caffe
+SOURCE_VERSION=1.0.0+git20180821.99bd997-8
+SOURCE_SUITE=bullseye
+# CPU_ONLY with Python layers and OpenBLAS. OpenCV, LevelDB and LMDB are off: our data layer
+# decodes images in Python (OpenCV from PyPI), and dropping them shortens a fresh install.
+CMAKE_FLAGS=(
+  -DCMAKE_BUILD_TYPE=Release -DCPU_ONLY=ON -DUSE_CUDNN=OFF -DBLAS=Open
+  -DBUILD_python=ON -DBUILD_python_layer=ON -Dpython_version=3
+  -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF -DUSE_HDF5=ON
+  -DBUILD_docs=OFF -DBUILD_matlab=OFF -DBUILD_SHARED_LIBS=ON
+)
+
+key() {
+  {
+    echo "$SOURCE_PACKAGE $SOURCE_VERSION $SOURCE_SUITE ${CMAKE_FLAGS[*]}"
+    cat "$HERE/build_caffe.sh" "$HERE"/caffe_patches/*.patch
+    /usr/bin/python3 --version 2>&1
+    grep -i '^numpy' "$HERE/../../requirements.txt"
+    dpkg-query -W libprotobuf-dev libboost-python-dev libhdf5-dev libopenblas-dev \
+      libgoogle-glog-dev gcc 2>/dev/null
+  } | sha256sum | cut -c1-16
+}
+
+if [ "${1:-}" = --key ]; then key; exit 0; fi
+PREFIX=${1:?usage: build_caffe.sh --key | PREFIX}
+LOGS=${LOGS:-$PREFIX.logs}
+JOBS=${MLIC_JOBS:-$(nproc)}
+mkdir -p "$LOGS" "$(dirname "$PREFIX")"
+
+stage() {
+  local name=$1; shift
+  local log=$LOGS/caffe-$name.log
+  printf '    caffe %-10s ' "$name"
+  local t0=$SECONDS
+  if ! "$@" >"$log" 2>&1; then
+    printf 'FAILED\nsetup: Caffe step "%s" failed; full log: %s\n--- last lines ---\n' "$name" "$log" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+  printf 'done (%ds)\n' $((SECONDS - t0))
+}
+
+# apt's source machinery, pointed at the mirror this machine's own apt sources name, with
+# private lists so the system's apt configuration is untouched.
+fetch_source() {
+  local uri
+  uri=$(grep -hoE '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+        awk '{print ($1=="deb") ? $2 : $2}' | grep -v security | head -n1)
+  [ -n "$uri" ] || { echo "no Debian mirror found in /etc/apt/sources.list*"; return 1; }
+  mkdir -p "$WORK/apt/parts" "$WORK/apt/lists/partial" "$WORK/apt/cache"
+  printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" "$SOURCE_SUITE" >"$WORK/apt/parts/caffe-src.sources"
+  local opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$WORK/apt/parts"
+              -o "Dir::State::Lists=$WORK/apt/lists" -o "Dir::Cache=$WORK/apt/cache"
+              -o APT::Sandbox::User=root)
+  apt-get "${opts[@]}" update
+  (cd "$WORK" && apt-get "${opts[@]}" source --download-only "$SOURCE_PACKAGE=$SOURCE_VERSION")
+}
+
+unpack_and_patch() {
+  # dpkg-source applies Debian's own patch series; ours go on top.
+  (cd "$WORK" && dpkg-source --no-check -x "${SOURCE_PACKAGE}_${SOURCE_VERSION#*:}.dsc" src)
+  local p
+  for p in "$HERE"/caffe_patches/*.patch; do
+    echo "applying $(basename "$p")"
+    patch -d "$WORK/src" -p1 --forward <"$p"
+  done
+}
+
+configure() {
+  cmake -S "$WORK/src" -B "$WORK/build" "${CMAKE_FLAGS[@]}" \
+    -DCMAKE_INSTALL_PREFIX="$STAGING" \
+    ${PYTHON_EXECUTABLE:+-DPYTHON_EXECUTABLE="$PYTHON_EXECUTABLE"}
+}
+
+# make's own [ NN%] lines go to the log; a line of progress every 20 s goes to the terminal.
+compile() {
+  local log=$LOGS/caffe-compile.log
+  make -C "$WORK/build" -j "$JOBS" all pycaffe >"$log" 2>&1 &
+  local pid=$!
+  while kill -0 $pid 2>/dev/null; do
+    sleep 20
+    kill -0 $pid 2>/dev/null && printf '[%s] ' "$(grep -oE '^\[ *[0-9]+%\]' "$log" | tail -n1 | tr -d '[] ')" >&2
+  done
+  wait $pid
+}
+
+install_prefix() {
+  make -C "$WORK/build" install
+  ls "$STAGING"/lib/python3/dist-packages/caffe/_caffe*.so
+  test -x "$STAGING/bin/caffe"
+  test -f "$STAGING/share/Caffe/CaffeConfig.cmake"
+}
+
+WORK=$PREFIX.work
+STAGING=$PREFIX  # CMake bakes the install path into RPATHs and configs: install in place
+rm -rf "$WORK" "$PREFIX"
+mkdir -p "$WORK"
+stage fetch fetch_source
+stage unpack unpack_and_patch
+stage configure configure
+stage compile compile
+stage install install_prefix
+rm -rf "$WORK"
+date -u +%FT%TZ >"$PREFIX/.complete"
+echo "    caffe installed in $PREFIX"

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Installs everything this project needs, idempotently, in four steps:
+#   system  Debian packages for building Caffe and the plugin
+#   venv    .venv from Debian's python3 (the interpreter libcaffe and the caffe binary link)
+#   caffe   BVLC Caffe from Debian's source package, built into a cache outside the repo
+#   plugin  our layer library (build/plugin), against that Caffe or the user's
+#
+# Usage: tools/setup/setup.sh [--check] [system|venv|caffe|plugin|all]...
+#   --check  change nothing; exit 0 when every step is already done, 1 otherwise.
+# Environment:
+#   CAFFE_ROOT       use an existing BVLC Caffe (CMake install prefix or build directory,
+#                    CPU or CUDA) instead of building ours
+#   MLIC_CACHE_DIR   where Caffe builds are kept (default ~/.cache/mlic-kd-wsd)
+#   MLIC_JOBS        parallel build jobs (default: number of cores)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SETUP_DIR=$ROOT/tools/setup
+PY=${MLIC_PYTHON:-/usr/bin/python3}
+VENV=$ROOT/.venv
+BUILD=$ROOT/build
+LOGS=$BUILD/logs
+CACHE=${MLIC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlic-kd-wsd}
+JOBS=${MLIC_JOBS:-$(nproc)}
+CHECK=0
+PENDING=()
+
+SYSTEM_PACKAGES=(
+  build-essential cmake ca-certificates dpkg-dev patch xz-utils
+  libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
+  libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev
+  libopenblas-dev libgtest-dev python3-dev python3-venv
+)
+
+say() { printf '==> %s\n' "$*"; }
+fail() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+# In --check mode a step that would do work is recorded instead of done.
+pending() { PENDING+=("$1"); say "$1: needs work"; }
+
+# Runs a command with its output in a log; on failure names the step and shows the log's end.
+logged() {
+  local name=$1; shift
+  mkdir -p "$LOGS"
+  local log=$LOGS/$name.log
+  if ! "$@" >"$log" 2>&1; then
+    printf 'setup: step "%s" failed; full log: %s\n--- last lines ---\n' "$name" "$log" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else fail "need root to run: $*"; fi
+}
+
+step_system() {
+  local missing=() p
+  for p in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} = 0 ]; then say "system: all ${#SYSTEM_PACKAGES[@]} Debian packages present"; return; fi
+  [ $CHECK = 1 ] && { pending "system (missing: ${missing[*]})"; return; }
+  say "system: installing ${missing[*]}"
+  logged apt-update as_root apt-get update
+  logged apt-install as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+venv_stamp() { { cat "$ROOT/requirements.txt"; "$PY" --version; } | sha256sum | cut -c1-16; }
+
+step_venv() {
+  [ -x "$PY" ] || fail "$PY not found (install python3, or set MLIC_PYTHON)"
+  local want; want=$(venv_stamp)
+  if [ -f "$VENV/.stamp" ] && [ "$(cat "$VENV/.stamp")" = "$want" ]; then
+    say "venv: $VENV up to date"; return
+  fi
+  [ $CHECK = 1 ] && { pending venv; return; }
+  say "venv: creating $VENV from $PY and installing requirements.txt"
+  [ -x "$VENV/bin/python" ] || logged venv-create "$PY" -m venv "$VENV"
+  logged venv-pip "$VENV/bin/python" -m pip install --disable-pip-version-check \
+    -r "$ROOT/requirements.txt"
+  echo "$want" >"$VENV/.stamp"
+}
+
+step_caffe() {
+  if [ -n "${CAFFE_ROOT:-}" ]; then
+    say "caffe: using the user's Caffe at $CAFFE_ROOT"
+    [ $CHECK = 1 ] || write_caffe_env "$CAFFE_ROOT"
+    return
+  fi
+  local key prefix
+  key=$("$SETUP_DIR/build_caffe.sh" --key)
+  prefix=$CACHE/caffe-$key
+  if [ -f "$prefix/.complete" ]; then
+    say "caffe: cached build $prefix"
+  else
+    [ $CHECK = 1 ] && { pending "caffe (no complete build at $prefix)"; return; }
+    say "caffe: building BVLC Caffe into $prefix (about 3 minutes on 2 cores)"
+    PYTHON_EXECUTABLE=$VENV/bin/python MLIC_JOBS=$JOBS LOGS=$LOGS \
+      "$SETUP_DIR/build_caffe.sh" "$prefix"
+  fi
+  [ $CHECK = 1 ] || write_caffe_env "$prefix"
+}
+
+# build/caffe.env is the one place the rest of the project learns where Caffe is.
+write_caffe_env() {
+  local root=$1 cmake_dir bin pydir
+  for cmake_dir in "$root/share/Caffe" "$root"; do
+    [ -f "$cmake_dir/CaffeConfig.cmake" ] && break
+  done
+  [ -f "$cmake_dir/CaffeConfig.cmake" ] ||
+    fail "no CaffeConfig.cmake in $root/share/Caffe or $root (CAFFE_ROOT must be a CMake-built BVLC Caffe)"
+  for bin in "$root/bin/caffe" "$root/tools/caffe"; do [ -x "$bin" ] && break; done
+  [ -x "$bin" ] || fail "no caffe binary in $root/bin or $root/tools"
+  for pydir in "$root/python" "$root/lib/python3/dist-packages" "$root/lib/python"; do [ -f "$pydir/caffe/__init__.py" ] && break; done
+  [ -f "$pydir/caffe/__init__.py" ] || fail "no pycaffe (python/caffe/__init__.py) under $root"
+  mkdir -p "$BUILD"
+  local env="CAFFE_PREFIX=$root
+CAFFE_CMAKE_DIR=$cmake_dir
+CAFFE_BIN=$bin
+CAFFE_PYTHON=$pydir"
+  [ -f "$BUILD/caffe.env" ] && [ "$(cat "$BUILD/caffe.env")" = "$env" ] || echo "$env" >"$BUILD/caffe.env"
+  # pycaffe, our Python layers and the tools' library importable from the venv.
+  local site; site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  printf '%s\n%s\n%s\n' "$pydir" "$ROOT" "$ROOT/tools" >"$site/mlic_kd_wsd.pth"
+}
+
+step_plugin() {
+  [ -f "$BUILD/caffe.env" ] || { [ $CHECK = 1 ] && { pending "plugin (no build/caffe.env)"; return; }; fail "run the caffe step first"; }
+  # shellcheck disable=SC1091
+  . "$BUILD/caffe.env"
+  local dir=$BUILD/plugin
+  if [ $CHECK = 1 ]; then
+    if [ -f "$dir/Makefile" ] && make -C "$dir" -q all >/dev/null 2>&1; then
+      say "plugin: $dir up to date"
+    elif [ -f "$dir/Makefile" ] && [ -z "$(make -C "$dir" -n all 2>/dev/null | grep -E '(c\+\+|g\+\+|nvcc|/ld|protoc) ')" ]; then
+      say "plugin: $dir up to date"
+    else
+      pending plugin
+    fi
+    return
+  fi
+  if [ ! -f "$dir/CMakeCache.txt" ] || ! grep -q "^Caffe_DIR:PATH=$CAFFE_CMAKE_DIR\$" "$dir/CMakeCache.txt"; then
+    say "plugin: configuring $dir against $CAFFE_CMAKE_DIR"
+    logged plugin-configure cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
+      -DCaffe_DIR="$CAFFE_CMAKE_DIR" -DPython3_EXECUTABLE="$VENV/bin/python"
+  fi
+  say "plugin: building (log: $LOGS/plugin-build.log)"
+  logged plugin-build cmake --build "$dir" -j "$JOBS"
+}
+
+steps=()
+for a in "$@"; do
+  case $a in
+    --check) CHECK=1 ;;
+    system|venv|caffe|plugin) steps+=("$a") ;;
+    all) steps+=(system venv caffe plugin) ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) fail "unknown argument '$a' (see --help)" ;;
+  esac
+done
+[ ${#steps[@]} = 0 ] && steps=(system venv caffe plugin)
+for s in "${steps[@]}"; do "step_$s"; done
+if [ $CHECK = 1 ]; then
+  [ ${#PENDING[@]} = 0 ] && { say "setup: nothing to do"; exit 0; }
+  say "setup: ${#PENDING[@]} step(s) need work"; exit 1
+fi
