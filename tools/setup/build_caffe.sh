@@ -2,21 +2,62 @@
 # Builds stock BVLC Caffe from Debian's source package into PREFIX.
 #   build_caffe.sh --key    print the cache key: a hash of everything that changes the build
 #   build_caffe.sh PREFIX   fetch, patch, build and install; PREFIX/.complete marks success
-# Environment: PYTHON_EXECUTABLE (the venv's python, for NumPy headers), MLIC_JOBS, LOGS.
+# Environment: PYTHON_EXECUTABLE (the venv's python, for NumPy headers), MLIC_JOBS, LOGS,
+#   MLIC_GPU=1  build with CUDA (needs a CUDA toolkit with cuBLAS and cuRAND: nvcc on PATH or
+#               in /usr/local/cuda); the key then starts with "cuda-".
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE_PACKAGE=caffe
 SOURCE_VERSION=1.0.0+git20180821.99bd997-8
 SOURCE_SUITE=bullseye
-# CPU_ONLY with Python layers and OpenBLAS. OpenCV, LevelDB and LMDB are off: our data layer
-# decodes images in Python (OpenCV from PyPI), and dropping them shortens a fresh install.
+# Python layers and OpenBLAS. OpenCV, LevelDB and LMDB are off: our data layer decodes images
+# in Python (OpenCV from PyPI), and dropping them shortens a fresh install.
 CMAKE_FLAGS=(
-  -DCMAKE_BUILD_TYPE=Release -DCPU_ONLY=ON -DUSE_CUDNN=OFF -DBLAS=Open
+  -DCMAKE_BUILD_TYPE=Release -DBLAS=Open
   -DBUILD_python=ON -DBUILD_python_layer=ON -Dpython_version=3
   -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF -DUSE_HDF5=ON
   -DBUILD_docs=OFF -DBUILD_matlab=OFF -DBUILD_SHARED_LIBS=ON
 )
+# Volta to Hopper; the newest also as PTX, which the driver compiles for later GPUs. Those
+# the toolkit no longer supports are left out (CUDA 13 dropped Volta).
+CUDA_ARCHS_WANTED=(70 75 80 86 89 90)
+
+# The CUDA build: Caffe's CMake (FindCUDA) gets an explicit architecture list, since its own
+# lists ("All", "Auto") name architectures that current nvcc rejects. Sets CMAKE_FLAGS and
+# NVCC_VERSION (part of the cache key).
+add_cuda_flags() {
+  local nvcc root supported archs=() a
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  [ -x "$nvcc" ] || { echo "build_caffe.sh: MLIC_GPU=1 but no nvcc on PATH or in /usr/local/cuda/bin" >&2; exit 1; }
+  # The toolkit root holds include/cuda_runtime.h; nvcc may be a link or a wrapper script.
+  for root in "$(dirname "$nvcc")/.." "$(dirname "$(readlink -f "$nvcc")")/.." /usr/local/cuda; do
+    [ -f "$root/include/cuda_runtime.h" ] && break
+  done
+  root=$(cd "$root" && pwd)
+  supported=$("$nvcc" --list-gpu-arch)
+  for a in "${CUDA_ARCHS_WANTED[@]}"; do
+    if grep -qx "compute_$a" <<<"$supported"; then archs+=("$a"); fi
+  done
+  [ ${#archs[@]} -gt 0 ] || { echo "build_caffe.sh: $nvcc supports none of ${CUDA_ARCHS_WANTED[*]}" >&2; exit 1; }
+  # BVLC Caffe's cuDNN layers use the cuDNN 7 API (cudnnGetConvolutionForwardAlgorithm and
+  # others are gone from cuDNN 8), so cuDNN is used only when it is version 7 or older.
+  local cudnn=OFF h major
+  for h in "$root/include/cudnn_version.h" "$root/include/cudnn.h" \
+           /usr/include/cudnn_version.h /usr/include/cudnn.h; do
+    [ -f "$h" ] || continue
+    major=$(sed -n 's/^#define CUDNN_MAJOR *\([0-9]*\).*/\1/p' "$h" | head -n1)
+    [ -n "$major" ] || continue
+    if [ "$major" -le 7 ]; then cudnn=ON; fi
+    break
+  done
+  local IFS=';'
+  CMAKE_FLAGS+=(-DCPU_ONLY=OFF "-DUSE_CUDNN=$cudnn" "-DCUDA_TOOLKIT_ROOT_DIR=$root"
+                -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=${archs[*]}" "-DCUDA_ARCH_PTX=${archs[-1]}")
+  NVCC_VERSION=$("$nvcc" --version | tail -n1)
+}
+NVCC_VERSION=
+if [ "${MLIC_GPU:-0}" = 1 ]; then add_cuda_flags; else CMAKE_FLAGS+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF); fi
 
 key() {
   {
@@ -26,10 +67,11 @@ key() {
     grep -i '^numpy' "$HERE/../../requirements.txt"
     dpkg-query -W libprotobuf-dev libboost-python-dev libhdf5-dev libopenblas-dev \
       libgoogle-glog-dev gcc 2>/dev/null
+    echo "$NVCC_VERSION"
   } | sha256sum | cut -c1-16
 }
 
-if [ "${1:-}" = --key ]; then key; exit 0; fi
+if [ "${1:-}" = --key ]; then echo "$([ "${MLIC_GPU:-0}" = 1 ] && echo cuda-)$(key)"; exit 0; fi
 PREFIX=${1:?usage: build_caffe.sh --key | PREFIX}
 LOGS=${LOGS:-$PREFIX.logs}
 JOBS=${MLIC_JOBS:-$(nproc)}
@@ -98,6 +140,8 @@ install_prefix() {
   ls "$STAGING"/lib/python3/dist-packages/caffe/_caffe*.so
   test -x "$STAGING/bin/caffe"
   test -f "$STAGING/share/Caffe/CaffeConfig.cmake"
+  # Caffe's CMake quietly falls back to a CPU build when it does not find CUDA.
+  if [ "${MLIC_GPU:-0}" = 1 ]; then grep -q 'Caffe_HAVE_CUDA TRUE' "$STAGING/share/Caffe/CaffeConfig.cmake"; fi
 }
 
 WORK=$PREFIX.work

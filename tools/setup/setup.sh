@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Installs everything this project needs, idempotently, in four steps:
-#   system  Debian packages for building Caffe and the plugin
-#   venv    .venv from Debian's python3 (the interpreter libcaffe and the caffe binary link)
-#   caffe   BVLC Caffe from Debian's source package, built into a cache outside the repo
-#   plugin  our layer library (build/plugin), against that Caffe or the user's
+# Installs everything this project needs, idempotently, in five steps:
+#   system        Debian packages for building Caffe and the plugin
+#   venv          .venv from Debian's python3 (the interpreter libcaffe and the caffe binary link)
+#   caffe         BVLC Caffe from Debian's source package, built into a cache outside the repo
+#   cuda-headers  when nvcc is on PATH but its toolkit lacks cuBLAS and cuRAND (CI): their
+#                 headers, from NVIDIA's wheels, for the plugin's CUDA compile check
+#   plugin        our layer library (build/plugin), against that Caffe or the user's
 #
-# Usage: tools/setup/setup.sh [--check] [system|venv|caffe|plugin|all]...
+# Usage: tools/setup/setup.sh [--check] [system|venv|caffe|cuda-headers|plugin|all]...
 #   --check  change nothing; exit 0 when every step is already done, 1 otherwise.
 # Environment:
+#   MLIC_GPU=1       build Caffe with CUDA (needs a CUDA toolkit with cuBLAS and cuRAND) and
+#                    the plugin with its kernels; set it for every setup run on that machine
 #   CAFFE_ROOT       use an existing BVLC Caffe (CMake install prefix or build directory,
 #                    CPU or CUDA) instead of building ours
 #   MLIC_CACHE_DIR   where Caffe builds are kept (default ~/.cache/mlic-kd-wsd)
@@ -24,6 +28,10 @@ CACHE=${MLIC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlic-kd-wsd}
 JOBS=${MLIC_JOBS:-$(nproc)}
 CHECK=0
 PENDING=()
+
+# cuBLAS and cuRAND headers for CUDA 13's nvcc (the wheels keep them in nvidia/cu13/include).
+CUDA_HEADER_WHEELS=(nvidia-cublas==13.10.0.20 nvidia-curand==10.4.5.25)
+CUDA_HEADERS=$CACHE/cuda-headers-$(echo "${CUDA_HEADER_WHEELS[*]}" | sed 's/nvidia-//g; s/==/-/g; s/ /_/g')
 
 SYSTEM_PACKAGES=(
   build-essential cmake ca-certificates dpkg-dev patch xz-utils
@@ -97,7 +105,7 @@ step_caffe() {
     say "caffe: cached build $prefix"
   else
     [ $CHECK = 1 ] && { pending "caffe (no complete build at $prefix)"; return; }
-    say "caffe: building BVLC Caffe into $prefix (about 3 minutes on 2 cores)"
+    say "caffe: building BVLC Caffe into $prefix (CPU: about 3 minutes on 2 cores)"
     PYTHON_EXECUTABLE=$VENV/bin/python MLIC_JOBS=$JOBS LOGS=$LOGS \
       "$SETUP_DIR/build_caffe.sh" "$prefix"
   fi
@@ -127,26 +135,79 @@ CAFFE_PYTHON=$pydir"
   printf '%s\n%s\n%s\n' "$pydir" "$ROOT" "$ROOT/tools" >"$site/mlic_kd_wsd.pth"
 }
 
+# The include directory of the CUDA toolkit whose nvcc is on PATH (nvcc may be a link or a
+# wrapper script), or nothing.
+cuda_toolkit_include() {
+  local nvcc root
+  nvcc=$(command -v nvcc) || return 0
+  for root in "$(dirname "$nvcc")/.." "$(dirname "$(readlink -f "$nvcc")")/.." /usr/local/cuda; do
+    [ -f "$root/include/cuda_runtime.h" ] && { (cd "$root/include" && pwd); return 0; }
+  done
+}
+
+step_cuda_headers() {
+  local inc; inc=$(cuda_toolkit_include)
+  if [ -z "$inc" ]; then
+    say "cuda-headers: no nvcc on PATH; the plugin's CUDA compile check will be off"; return
+  fi
+  if [ -f "$inc/cublas_v2.h" ] && [ -f "$inc/curand.h" ]; then
+    say "cuda-headers: cuBLAS and cuRAND headers are in the CUDA toolkit ($inc)"; return
+  fi
+  if [ -f "$CUDA_HEADERS/.complete" ]; then say "cuda-headers: cached in $CUDA_HEADERS"; return; fi
+  [ $CHECK = 1 ] && { pending "cuda-headers (none in $CUDA_HEADERS)"; return; }
+  [ -x "$VENV/bin/python" ] || fail "run the venv step first"
+  say "cuda-headers: fetching ${CUDA_HEADER_WHEELS[*]} (about 520 MB, headers kept) into $CUDA_HEADERS"
+  local work=$CUDA_HEADERS.work
+  rm -rf "$work" "$CUDA_HEADERS"
+  logged cuda-headers-download "$VENV/bin/python" -m pip download --disable-pip-version-check \
+    --no-deps --only-binary=:all: --dest "$work" "${CUDA_HEADER_WHEELS[@]}"
+  logged cuda-headers-unpack "$VENV/bin/python" - "$work" "$CUDA_HEADERS" <<'PY'
+import glob, os, sys, zipfile
+work, dest = sys.argv[1:]
+prefix = 'nvidia/cu13/include/'
+for wheel in sorted(glob.glob(os.path.join(work, '*.whl'))):
+    with zipfile.ZipFile(wheel) as zf:
+        members = [m for m in zf.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+        if not members:
+            sys.exit('%s has no %s' % (wheel, prefix))
+        for m in members:
+            m.filename = m.filename[len(prefix):]
+            zf.extract(m, os.path.join(dest, 'include'))
+for header in ('cublas_v2.h', 'curand.h'):
+    if not os.path.isfile(os.path.join(dest, 'include', header)):
+        sys.exit('no %s in the wheels' % header)
+PY
+  rm -rf "$work"
+  date -u +%FT%TZ >"$CUDA_HEADERS/.complete"
+}
+
 step_plugin() {
   [ -f "$BUILD/caffe.env" ] || { [ $CHECK = 1 ] && { pending "plugin (no build/caffe.env)"; return; }; fail "run the caffe step first"; }
   # shellcheck disable=SC1091
   . "$BUILD/caffe.env"
-  local dir=$BUILD/plugin
+  local dir=$BUILD/plugin headers=
+  [ -f "$CUDA_HEADERS/.complete" ] && headers=$CUDA_HEADERS/include
+  local args=(-DCMAKE_BUILD_TYPE=Release -DCaffe_DIR="$CAFFE_CMAKE_DIR"
+              -DPython3_EXECUTABLE="$VENV/bin/python" -DMLIC_CUDA_LIBRARY_INCLUDE_DIR="$headers")
+  # Configure again when the arguments change (another Caffe, the CUDA headers arrived).
+  local configured=0
+  [ -f "$dir/CMakeCache.txt" ] && [ "$(cat "$dir/.configure-args" 2>/dev/null)" = "${args[*]}" ] && configured=1
   if [ $CHECK = 1 ]; then
-    if [ -f "$dir/Makefile" ] && make -C "$dir" -q all >/dev/null 2>&1; then
+    if [ $configured = 1 ] && make -C "$dir" -q all >/dev/null 2>&1; then
       say "plugin: $dir up to date"
-    elif [ -f "$dir/Makefile" ] && [ -z "$(make -C "$dir" -n all 2>/dev/null | grep -E '(c\+\+|g\+\+|nvcc|/ld|protoc) ')" ]; then
+    elif [ $configured = 1 ] && [ -z "$(make -C "$dir" -n all 2>/dev/null | grep -E '(c\+\+|g\+\+|nvcc|/ld|protoc) ')" ]; then
       say "plugin: $dir up to date"
     else
       pending plugin
     fi
     return
   fi
-  if [ ! -f "$dir/CMakeCache.txt" ] || ! grep -q "^Caffe_DIR:PATH=$CAFFE_CMAKE_DIR\$" "$dir/CMakeCache.txt"; then
+  if [ $configured = 0 ]; then
     say "plugin: configuring $dir against $CAFFE_CMAKE_DIR"
-    logged plugin-configure cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
-      -DCaffe_DIR="$CAFFE_CMAKE_DIR" -DPython3_EXECUTABLE="$VENV/bin/python"
+    logged plugin-configure cmake -S "$ROOT" -B "$dir" "${args[@]}"
+    echo "${args[*]}" >"$dir/.configure-args"
   fi
+  say "plugin: CUDA $(sed -n 's/^MLIC_CUDA_STATUS:INTERNAL=//p' "$dir/CMakeCache.txt")"
   say "plugin: building (log: $LOGS/plugin-build.log)"
   logged plugin-build cmake --build "$dir" -j "$JOBS"
 }
@@ -155,14 +216,14 @@ steps=()
 for a in "$@"; do
   case $a in
     --check) CHECK=1 ;;
-    system|venv|caffe|plugin) steps+=("$a") ;;
-    all) steps+=(system venv caffe plugin) ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    system|venv|caffe|cuda-headers|plugin) steps+=("$a") ;;
+    all) steps+=(system venv caffe cuda-headers plugin) ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) fail "unknown argument '$a' (see --help)" ;;
   esac
 done
-[ ${#steps[@]} = 0 ] && steps=(system venv caffe plugin)
-for s in "${steps[@]}"; do "step_$s"; done
+[ ${#steps[@]} = 0 ] && steps=(system venv caffe cuda-headers plugin)
+for s in "${steps[@]}"; do "step_${s//-/_}"; done
 if [ $CHECK = 1 ]; then
   [ ${#PENDING[@]} = 0 ] && { say "setup: nothing to do"; exit 0; }
   say "setup: ${#PENDING[@]} step(s) need work"; exit 1
