@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds stock BVLC Caffe from Debian's source package into PREFIX.
 #   build_caffe.sh --key    print the cache key: a hash of everything that changes the build
+#   build_caffe.sh --cmake-flags   print the flags Caffe's CMake gets, one per line
 #   build_caffe.sh PREFIX   fetch, patch, build and install; PREFIX/.complete marks success
 # Environment: PYTHON_EXECUTABLE (the venv's python, for NumPy headers), MLIC_JOBS, LOGS,
 #   MLIC_GPU=1  build with CUDA (needs a CUDA toolkit with cuBLAS and cuRAND: nvcc on PATH or
@@ -24,17 +25,17 @@ CMAKE_FLAGS=(
 CUDA_ARCHS_WANTED=(70 75 80 86 89 90)
 
 # The CUDA build: Caffe's CMake (FindCUDA) gets an explicit architecture list, since its own
-# lists ("All", "Auto") name architectures that current nvcc rejects. Sets CMAKE_FLAGS and
-# NVCC_VERSION (part of the cache key).
+# lists ("All", "Auto") name architectures that current nvcc rejects. Sets CMAKE_FLAGS,
+# NVCC_VERSION (part of the cache key) and CUDNN_NOTE.
 add_cuda_flags() {
-  local nvcc root supported archs=() a
+  local nvcc root= dir supported archs=() a
   nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   [ -x "$nvcc" ] || { echo "build_caffe.sh: MLIC_GPU=1 but no nvcc on PATH or in /usr/local/cuda/bin" >&2; exit 1; }
   # The toolkit root holds include/cuda_runtime.h; nvcc may be a link or a wrapper script.
-  for root in "$(dirname "$nvcc")/.." "$(dirname "$(readlink -f "$nvcc")")/.." /usr/local/cuda; do
-    [ -f "$root/include/cuda_runtime.h" ] && break
+  for dir in "$(dirname "$nvcc")/.." "$(dirname "$(readlink -f "$nvcc")")/.." /usr/local/cuda; do
+    if [ -f "$dir/include/cuda_runtime.h" ]; then root=$(cd "$dir" && pwd); break; fi
   done
-  root=$(cd "$root" && pwd)
+  [ -n "$root" ] || { echo "build_caffe.sh: no include/cuda_runtime.h in the CUDA toolkit of $nvcc" >&2; exit 1; }
   supported=$("$nvcc" --list-gpu-arch)
   for a in "${CUDA_ARCHS_WANTED[@]}"; do
     if grep -qx "compute_$a" <<<"$supported"; then archs+=("$a"); fi
@@ -48,7 +49,8 @@ add_cuda_flags() {
     [ -f "$h" ] || continue
     major=$(sed -n 's/^#define CUDNN_MAJOR *\([0-9]*\).*/\1/p' "$h" | head -n1)
     [ -n "$major" ] || continue
-    if [ "$major" -le 7 ]; then cudnn=ON; fi
+    if [ "$major" -le 7 ]; then cudnn=ON
+    else CUDNN_NOTE="cuDNN $major found, but BVLC Caffe needs cuDNN 7 or older: building without cuDNN"; fi
     break
   done
   local IFS=';'
@@ -56,7 +58,7 @@ add_cuda_flags() {
                 -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=${archs[*]}" "-DCUDA_ARCH_PTX=${archs[-1]}")
   NVCC_VERSION=$("$nvcc" --version | tail -n1)
 }
-NVCC_VERSION=
+NVCC_VERSION= CUDNN_NOTE=
 if [ "${MLIC_GPU:-0}" = 1 ]; then add_cuda_flags; else CMAKE_FLAGS+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF); fi
 
 key() {
@@ -71,11 +73,13 @@ key() {
   } | sha256sum | cut -c1-16
 }
 
+if [ "${1:-}" = --cmake-flags ]; then printf '%s\n' "${CMAKE_FLAGS[@]}"; exit 0; fi
 if [ "${1:-}" = --key ]; then echo "$([ "${MLIC_GPU:-0}" = 1 ] && echo cuda-)$(key)"; exit 0; fi
 PREFIX=${1:?usage: build_caffe.sh --key | PREFIX}
 LOGS=${LOGS:-$PREFIX.logs}
 JOBS=${MLIC_JOBS:-$(nproc)}
 mkdir -p "$LOGS" "$(dirname "$PREFIX")"
+if [ -n "$CUDNN_NOTE" ]; then echo "    $CUDNN_NOTE"; fi
 
 stage() {
   local name=$1; shift
