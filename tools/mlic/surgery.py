@@ -200,10 +200,20 @@ STAGE2_FROM_FILLERS = ('temp_branch1_learn', 'temp_branch2_learn', 'fc8_mscoco',
                        'fc8_mscoco_soft')
 
 
+def _check_teacher(path, teacher):
+    """The student nets share the teacher's layer names (conv1_1 .. fc7) and shapes, so a swapped
+    argument would pass every shape check: a WSDDN model is the one with both heads."""
+    missing = [name for name in ('fc8_c', 'fc8_d') if name not in teacher]
+    if missing:
+        raise SurgeryError('%s is not a trained WSDDN teacher: it has no layer %s (its weight '
+                           'layers: %s)' % (path, ' or '.join(missing), ', '.join(teacher)))
+
+
 def stage1_init(teacher_model, target_prototxt, out_path, imagenet_model=None):
     """Stage-1 init: the teacher's conv/fc6/fc7 under conv_wsd_*/fc_wsd_* names; the student
     from an ImageNet VGG16 .caffemodel (conv*, fc6, fc7) when given, else its fillers."""
     teacher = weights(teacher_model)
+    _check_teacher(teacher_model, teacher)
     imagenet = weights(imagenet_model) if imagenet_model else None
 
     def recipe(name):
@@ -219,7 +229,12 @@ def stage2_init(stage1_model, teacher_model, target_prototxt, out_path):
     """Stage-2 init: the teacher (with its fc8_c/fc8_d heads) from the WSDDN .caffemodel, the
     student's conv/fc6/fc7 from the stage-1 result; see STAGE2_FROM_FILLERS for the rest."""
     teacher = weights(teacher_model)
+    _check_teacher(teacher_model, teacher)
     stage1 = weights(stage1_model)
+    if not any('_wsd_' in name for name in stage1):
+        raise SurgeryError('%s is not a stage-1 result: it has no conv_wsd_* / fc_wsd_* layers '
+                           '(its weight layers: %s); stage 2 takes the stage-1 .caffemodel and '
+                           'the WSDDN teacher\'s' % (stage1_model, ', '.join(stage1)))
 
     def recipe(name):
         if name in STAGE2_FROM_FILLERS:
