@@ -20,6 +20,11 @@ Config keys:
                     the stage-1 fc6 (on RoI features) fits the stage-2 fc6 (on pool5)
   score_scale, score_bias   the RoI pooling's proposal-score factor (1, 0)
   dropout_ratio     of drop6 / drop7 (0.5)
+  conv_filler       weight filler of the 3x3 convolutions (the original has none: its convs always
+                    start from ImageNet VGG16; 'msra' here, harmless when weights are loaded)
+  head_filler       weight filler of the classifiers fc8_c, fc8_d, fc8_mscoco ({'type':
+                    'xavier'}, the original's); the small nets, trained from scratch on
+                    mean-subtracted pixels, need small initial logits (a narrow gaussian)
   scale_factors     the teacher's multi-scale training (the original's five)
   mean_value        B, G, R means subtracted by the data layer
   teacher_scale     stage 2: the teacher's logits are multiplied by this before its softmaxes
@@ -85,6 +90,8 @@ FULL = {
     'score_scale': 1.0,
     'score_bias': 0.0,
     'dropout_ratio': 0.5,
+    'conv_filler': {'type': 'msra'},
+    'head_filler': {'type': 'xavier'},
     'scale_factors': [0.714286, 0.857143, 1, 1.095239, 1.238096],
     'mean_value': [103.52, 116.28, 123.675],
     'teacher_scale': 2.0,
@@ -109,7 +116,10 @@ FULL = {
 _SMALL_SOLVER = {'lr_policy': 'step', 'gamma': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005,
                  'display': 10, 'average_loss': 10, 'test_initialization': False,
                  'stepsize': 400, 'max_iter': 500, 'snapshot': 500, 'test_iter': 4,
-                 'test_interval': 500, 'random_seed': 1}
+                 'test_interval': 500, 'random_seed': 1,
+                 # From scratch, WSDDN's loss on probabilities blows up at the first large
+                 # step; clipping keeps the tiny nets' training smooth.
+                 'clip_gradients': 1.0}
 
 SMALL = dict(
     FULL,
@@ -122,11 +132,10 @@ SMALL = dict(
     block_convs=[1, 1, 1],
     fc_size=64,
     pooled_size=4,
+    conv_filler={'type': 'gaussian', 'std': 0.01},
+    head_filler={'type': 'gaussian', 'std': 0.01},
     batch_size={'wsddn': (4, 4), 'stage1': (4, 4), 'stage2': (4, 4), 'student': (4, 4)},
-    solver={'wsddn': dict(_SMALL_SOLVER, base_lr=0.01),
-            'stage1': dict(_SMALL_SOLVER, base_lr=0.001),
-            'stage2': dict(_SMALL_SOLVER, base_lr=0.01),
-            'student': dict(_SMALL_SOLVER, base_lr=0.01)},
+    solver={net: dict(_SMALL_SOLVER, base_lr=0.01) for net in NETS},
     data_seed=1,
     datalists={'train': 'data/demo/train.txt', 'test': 'data/demo/test.txt'},
 )
@@ -253,11 +262,12 @@ class Net(object):
         self.add(name, 'Dropout', [blob], [blob],
                  dropout_param={'dropout_ratio': cfg['dropout_ratio']})
 
-    def inner_product(self, name, bottom, num_output, params, frozen_input=False):
+    def inner_product(self, name, bottom, num_output, params, frozen_input=False,
+                      weight_filler=None):
         return self.add(name, 'InnerProduct', [bottom], params=params,
                         propagate_down=[False] if frozen_input else [],
                         inner_product_param={'num_output': num_output,
-                                             'weight_filler': {'type': 'xavier'},
+                                             'weight_filler': weight_filler or {'type': 'xavier'},
                                              'bias_filler': {'type': 'constant', 'value': 0}})
 
 
@@ -304,7 +314,7 @@ def conv_blocks(net, cfg, bottom, kd_teacher, params, pool_last):
                            propagate_down=[False] if kd_teacher else [],
                            convolution_param={'num_output': channels, 'pad': [1],
                                               'kernel_size': [3],
-                                              'weight_filler': {'type': 'msra'}})
+                                              'weight_filler': cfg['conv_filler']})
             net.relu('relu%d_%d' % (b, i), blob)
         if b < blocks or pool_last:
             blob = net.add(('pool_wsd_%d' if kd_teacher else 'pool%d') % b, 'Pooling', [blob],
@@ -340,7 +350,8 @@ def teacher(net, cfg, image, kd, heads):
     branches = []
     for branch, head, axis in ((1, 'c', 2), (2, 'd', 1)):
         fc = net.inner_product(('fc_wsd_8_%s' if kd else 'fc8_%s') % head, blob,
-                               cfg['num_classes'], head_params, frozen_input=kd)
+                               cfg['num_classes'], head_params, frozen_input=kd,
+                               weight_filler=cfg['head_filler'])
         reshaped = net.add('reshape_branch%d' % branch, 'Reshape', [fc],
                            propagate_down=[False] if kd and branch == 1 else [],
                            reshape_param=shape)
@@ -379,7 +390,8 @@ def student_trunk(net, cfg, image, roi=None):
 
 
 def classifier(net, cfg, fc7):
-    return net.inner_product('fc8_mscoco', fc7, cfg['num_classes'], HEAD)
+    return net.inner_product('fc8_mscoco', fc7, cfg['num_classes'], HEAD,
+                             weight_filler=cfg['head_filler'])
 
 
 def train_net(cfg, kind, datalists, root_folder='', inputs=False):
