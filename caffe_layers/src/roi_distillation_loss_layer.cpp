@@ -96,7 +96,9 @@ void RoIDistillationLossLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bo
   const Dtype* diff = diff_.cpu_data();
   const Dtype* weight = row_weights_.cpu_data();
   Dtype* weighted = weighted_diff_.mutable_cpu_data();
-  for (int i = 0; i < count; ++i) weighted[i] = weight[i / dim] * diff[i];
+  for (int r = 0; r < bottom[0]->shape(0); ++r) {
+    caffe_cpu_scale(dim, weight[r], diff + r * dim, weighted + r * dim);
+  }
   top[0]->mutable_cpu_data()[0] = caffe_cpu_dot(count, diff, weighted);
 }
 
