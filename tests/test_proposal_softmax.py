@@ -140,3 +140,11 @@ def test_roi_rows_not_matching_scores_name_layer_and_shapes(caffe, tmp_path):
                        match=r'layer "softmax_d" \(ProposalSoftmax\): bottom\[1\].*\(8, 6\).*'
                              r'2 4 3 1 \(24\).*6 6 \(36\)'):
         caffe.Net(str(net_file), caffe.TEST)
+
+
+def test_tied_scores_share_the_probability_equally(caffe, tmp_path):
+    net = make_net(caffe, tmp_path, 1, 4, 2)
+    scores = np.full((1, 4, 2, 1), 3.5, dtype=np.float32)
+    prob, _ = run(net, scores, make_rois(1, 4, padding=(1,)), np.zeros_like(scores))
+    np.testing.assert_allclose(prob[0, :, :, 0], [[1 / 3.] * 2, [0] * 2, [1 / 3.] * 2,
+                                                  [1 / 3.] * 2], rtol=1e-6)

@@ -72,7 +72,12 @@ void RoIDistillationLossLayer<Dtype>::ComputeRowWeights(const Blob<Dtype>& rois)
             ToString(per_image) + " per image");
       }
       weight[r] = 0;
-      if (roi[6 * r + 1] >= 0) selected.push_back(r);
+      if (roi[6 * r + 1] < 0) continue;
+      if (top_k_ > 0 && !(roi[6 * r + 5] == roi[6 * r + 5])) {
+        ThrowLayerParamError(this->layer_param_, "bottom[2]",
+            "row " + ToString(r) + " has score NaN, which top_k cannot rank");
+      }
+      selected.push_back(r);
     }
     if (top_k_ > 0 && selected.size() > static_cast<size_t>(top_k_)) {
       // Highest score first; stable, so equal scores keep the lower row first.

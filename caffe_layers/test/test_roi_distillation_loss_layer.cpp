@@ -1,3 +1,4 @@
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -214,6 +215,14 @@ TYPED_TEST(RoIDistillationLossLayerTest, RejectsRowsNotGroupedPerImage) {
   const std::string error = this->Error();
   EXPECT_NE(error.find("bottom[2]: row 2 has batch index 1, expected 0"), std::string::npos)
       << error;
+}
+
+TYPED_TEST(RoIDistillationLossLayerTest, RejectsNaNScoreWithTopK) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->rois_->mutable_cpu_data()[6 * 4 + 5] = std::numeric_limits<Dtype>::quiet_NaN();
+  this->param_.mutable_python_param()->set_param_str("top_k: 1");
+  const std::string error = this->Error();
+  EXPECT_NE(error.find("bottom[2]: row 4 has score NaN"), std::string::npos) << error;
 }
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsMissingRoIBottom) {
