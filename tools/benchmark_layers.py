@@ -8,7 +8,13 @@ EuclideanLoss for RoIDistillationLoss without padding) they are timed on the sam
 ratio ours / stock is printed. Layer types missing from this build are listed, never skipped
 silently. Prints figures; asserts nothing.
 
+With the demo's teacher net (prototxt/small/wsddn/train.prototxt, written by
+tools/generate_nets.py) it also times one training forward-backward pass of that net, layer by
+layer, with random images and proposals in place of its data layer, and prints the plugin
+layers' share of it (the target: under 10%).
+
     python tools/benchmark_layers.py [--runs 5] [--original-batch 2] [--demo-batch 8]
+                                     [--teacher-net prototxt/small/wsddn/train.prototxt]
 """
 import argparse
 import os
@@ -16,11 +22,17 @@ import tempfile
 import time
 
 import numpy as np
+from google.protobuf import text_format
 
 os.environ.setdefault('GLOG_minloglevel', '2')  # keep Caffe's net set-up log out of the table
 
 import caffe  # noqa: E402
 import caffe_layers  # noqa: E402,F401  (registers the plugin's layer types)
+from caffe.proto import caffe_pb2  # noqa: E402
+import mlic_layers_pb2  # noqa: E402  (generated with the plugin; on the path after caffe_layers)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_LAYER = 'MultiLabelRoIDataLayer'
 
 # Every layer type the plugin is meant to provide (mlic_layers.proto).
 PLUGIN_TYPES = ['WsdRoigen', 'WsdRoigenSingleScale', 'ROIPooling', 'ProposalSoftmax',
@@ -114,6 +126,91 @@ def time_layer(net, index, runs):
     return np.median(forward[1:]), np.median(backward[1:])
 
 
+def read_net(path):
+    param = caffe_pb2.NetParameter()
+    with open(path) as f:
+        text_format.Merge(f.read(), param)
+    return param
+
+
+def teacher_net_with_inputs(param, rng):
+    """The TRAIN net `param` with its data layer replaced by an Input layer of random data."""
+    data = [layer for layer in param.layer if layer.python_param.layer == DATA_LAYER and
+            all(rule.phase == caffe_pb2.TRAIN for rule in layer.include)]
+    if len(data) != 1:
+        raise ValueError('%s: expected one TRAIN %s, found %d' % (param.name, DATA_LAYER,
+                                                                     len(data)))
+    settings = mlic_layers_pb2.MultiLabelRoIDataParameter()
+    text_format.Merge(data[0].python_param.param_str, settings)
+    n, b, size = settings.batch_size, settings.bbox_num, settings.new_height
+    inputs = {'data': rng.normal(scale=50, size=(n, 3, size, settings.new_width)),
+              'label_roi': np.concatenate(
+                  [(rng.uniform(size=(n, settings.att_num)) < 0.3).astype(np.float64),
+                   proposal_lists(rng, n, b, min(size, settings.new_width))], axis=1)}
+    tops = list(data[0].top)
+    data[0].Clear()
+    data[0].name = 'random_input'
+    data[0].type = 'Input'
+    data[0].top.extend(tops)
+    for top in tops:
+        data[0].input_param.shape.add().dim.extend(inputs[top].shape)
+    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
+        f.write(text_format.MessageToString(param))
+    try:
+        net = caffe.Net(f.name, caffe.TRAIN)
+    finally:
+        os.unlink(f.name)
+    for name, array in inputs.items():
+        net.blobs[name].data[...] = array
+    return net
+
+
+def time_net_by_layer(net, runs):
+    """Median seconds per layer of a forward then backward pass, {layer name: (type, secs)}."""
+    names = list(net._layer_names)
+    times = {name: [] for name in names}
+    for run in range(runs + 1):
+        spent = np.zeros(len(names))
+        for i in range(len(names)):
+            start = time.perf_counter()
+            net._forward(i, i)
+            spent[i] += time.perf_counter() - start
+        for i in reversed(range(len(names))):
+            start = time.perf_counter()
+            net._backward(i, i)
+            spent[i] += time.perf_counter() - start
+        if run:  # the first pass is a warm-up
+            for name, secs in zip(names, spent):
+                times[name].append(secs)
+    return {name: (layer.type, np.median(times[name])) for name, layer in zip(names, net.layers)}
+
+
+def report_teacher_net(path, runs, registered):
+    if not os.path.exists(path):
+        print('NOT MEASURED: the plugin layers\' share of the demo teacher\'s forward-backward '
+              'pass: %s does not exist (tools/generate_nets.py writes it)' % path)
+        return
+    param = read_net(path)
+    unknown = sorted(set(layer.type for layer in param.layer) - registered - set(['Python']))
+    if unknown:
+        print('NOT MEASURED: the plugin layers\' share of the demo teacher\'s forward-backward '
+              'pass: layer types of %s not in this build: %s' % (path, ', '.join(unknown)))
+        return
+    net = teacher_net_with_inputs(param, np.random.RandomState(0))
+    per_layer = time_net_by_layer(net, runs)
+    total = sum(secs for _, secs in per_layer.values())
+    ours = [(name, layer_type, secs) for name, (layer_type, secs) in per_layer.items()
+            if layer_type in PLUGIN_TYPES]
+    print('demo teacher net %s, input %s: forward-backward %.2f ms (median of %d, CPU)' % (
+        os.path.relpath(path, ROOT), size_text({k: net.blobs[k].data for k in ('data', 'label_roi')}),
+        1e3 * total, runs))
+    for name, layer_type, secs in ours:
+        print('  %-22s %-22s %8.2f ms %6.2f%%' % (name, layer_type, 1e3 * secs, 100 * secs / total))
+    share = sum(secs for _, _, secs in ours) / total
+    print('  plugin layers together: %.2f%% of the pass (target < 10%%: %s)' % (
+        100 * share, 'met' if share < 0.1 else 'NOT met'))
+
+
 def size_text(inputs):
     return ', '.join('x'.join(str(d) for d in a.shape) for a in inputs.values())
 
@@ -124,6 +221,9 @@ def main():
     parser.add_argument('--original-batch', type=int, default=2,
                         help='images per batch at the original sizes (released nets: 32)')
     parser.add_argument('--demo-batch', type=int, default=8, help='images per batch, demo sizes')
+    parser.add_argument('--teacher-net', default=os.path.join(ROOT, 'prototxt', 'small', 'wsddn',
+                                                             'train.prototxt'),
+                        help='the demo teacher\'s train net (default: %(default)s)')
     args = parser.parse_args()
     caffe.set_mode_cpu()
     registered = set(caffe.layer_type_list())
@@ -165,10 +265,8 @@ def main():
         print('NOT MEASURED, layer types not in this build: ' + ', '.join(missing))
     for failure in failures:
         print('FAILED ' + failure)
-    if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                       'mlic', 'netgen.py')):
-        print('NOT MEASURED: the share of a demo teacher forward-backward pass (needs '
-              'tools/mlic/netgen.py)')
+    print()
+    report_teacher_net(args.teacher_net, args.runs, registered)
 
 
 if __name__ == '__main__':
