@@ -75,8 +75,8 @@ def test_forward_and_backward_match_numpy(caffe, tmp_path, padding):
     prob, scores_diff = run(net, scores, rois, prob_diff)
     expected = proposal_softmax_reference(scores, rois)
     np.testing.assert_allclose(prob, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(scores_diff, proposal_softmax_gradient_reference(expected, prob_diff),
-                               rtol=1e-4, atol=1e-6)
+    expected_diff = proposal_softmax_gradient_reference(expected, prob_diff)
+    np.testing.assert_allclose(scores_diff, expected_diff, rtol=1e-4, atol=1e-6)
     padded = rois[:, 1].reshape(n, b) < 0
     assert np.all(prob[padded] == 0) and np.all(scores_diff[padded] == 0)
     assert np.all(np.isfinite(prob))

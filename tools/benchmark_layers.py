@@ -134,7 +134,8 @@ def read_net(path):
 
 
 def teacher_net_with_inputs(param, rng):
-    """The TRAIN net `param` with its data layer replaced by an Input layer of random data."""
+    """The TRAIN net `param` with its data layer replaced by an Input layer of random data;
+    returns the net and {input blob: array}."""
     data = [layer for layer in param.layer if layer.python_param.layer == DATA_LAYER and
             all(rule.phase == caffe_pb2.TRAIN for rule in layer.include)]
     if len(data) != 1:
@@ -162,7 +163,7 @@ def teacher_net_with_inputs(param, rng):
         os.unlink(f.name)
     for name, array in inputs.items():
         net.blobs[name].data[...] = array
-    return net
+    return net, inputs
 
 
 def time_net_by_layer(net, runs):
@@ -196,14 +197,13 @@ def report_teacher_net(path, runs, registered):
         print('NOT MEASURED: the plugin layers\' share of the demo teacher\'s forward-backward '
               'pass: layer types of %s not in this build: %s' % (path, ', '.join(unknown)))
         return
-    net = teacher_net_with_inputs(param, np.random.RandomState(0))
+    net, inputs = teacher_net_with_inputs(param, np.random.RandomState(0))
     per_layer = time_net_by_layer(net, runs)
     total = sum(secs for _, secs in per_layer.values())
     ours = [(name, layer_type, secs) for name, (layer_type, secs) in per_layer.items()
             if layer_type in PLUGIN_TYPES]
     print('demo teacher net %s, input %s: forward-backward %.2f ms (median of %d, CPU)' % (
-        os.path.relpath(path, ROOT), size_text({k: net.blobs[k].data for k in ('data', 'label_roi')}),
-        1e3 * total, runs))
+        os.path.relpath(path, ROOT), size_text(inputs), 1e3 * total, runs))
     for name, layer_type, secs in ours:
         print('  %-22s %-22s %8.2f ms %6.2f%%' % (name, layer_type, 1e3 * secs, 100 * secs / total))
     share = sum(secs for _, _, secs in ours) / total

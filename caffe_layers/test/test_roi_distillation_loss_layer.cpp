@@ -119,8 +119,10 @@ TYPED_TEST(RoIDistillationLossLayerTest, WithoutPaddingEqualsEuclideanLoss) {
 TYPED_TEST(RoIDistillationLossLayerTest, AveragesOverRealRegionsOfEachImage) {
   typedef typename TypeParam::Dtype Dtype;
   this->Pad(1);
-  const Dtype expected = (1 / Dtype(4)) * ((this->SquaredDistance(0) + this->SquaredDistance(2)) / 2 +
-      (this->SquaredDistance(3) + this->SquaredDistance(4) + this->SquaredDistance(5)) / 3);
+  const Dtype image0 = (this->SquaredDistance(0) + this->SquaredDistance(2)) / 2;
+  const Dtype image1 =
+      (this->SquaredDistance(3) + this->SquaredDistance(4) + this->SquaredDistance(5)) / 3;
+  const Dtype expected = (image0 + image1) / 4;  // 1/(2N), N = 2
   EXPECT_NEAR(this->ForwardLoss(0), expected, 1e-5);
   EXPECT_NEAR(this->loss_->cpu_data()[0], expected, 1e-5);
 }
