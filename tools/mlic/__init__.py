@@ -1,0 +1,1 @@
+"""Library behind the command-line tools in tools/: evaluation, log parsing, plots."""
