@@ -162,3 +162,101 @@ def format_per_class(result, class_names):
     for name, ap in zip(class_names, result['per_class_ap']):
         lines.append('| %s | %s |' % (name, 'n/a' if ap is None else '%.1f' % (100.0 * ap)))
     return '\n'.join(lines)
+
+
+# Input files of tools/evaluate.py. Errors name the file and line.
+
+def read_class_names(path):
+    """One class name per line; blank lines are skipped."""
+    with open(path, encoding='utf-8') as source:
+        names = [line.strip() for line in source if line.strip()]
+    if not names:
+        raise ValueError('%s: no class names' % path)
+    return names
+
+
+def read_datalist_labels(path, num_classes):
+    """(image paths, (num_images, C) int labels) of a datalist (SPEC section 2).
+
+    Labels may be 0, 1 or -1 (ignore). The proposals after the labels are not read, but their
+    count must be a multiple of 5, which catches a class count that does not match the list.
+    """
+    paths, labels = [], []
+    with open(path, encoding='utf-8') as source:
+        for number, line in enumerate(source, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = '%s:%d' % (path, number)
+            if len(fields) < 1 + num_classes:
+                raise ValueError('%s: %d fields after the image path, expected at least %d labels'
+                                 % (where, len(fields) - 1, num_classes))
+            if (len(fields) - 1 - num_classes) % 5:
+                raise ValueError('%s: %d numbers after %d labels is not a whole number of '
+                                 '5-number proposals; is the class count right?'
+                                 % (where, len(fields) - 1 - num_classes, num_classes))
+            try:
+                row = [int(value) for value in fields[1:1 + num_classes]]
+            except ValueError:
+                raise ValueError('%s: labels must be integers 0, 1 or -1: %s'
+                                 % (where, ' '.join(fields[1:1 + num_classes])))
+            bad = [value for value in row if value not in (-1, 0, 1)]
+            if bad:
+                raise ValueError('%s: label %d is not 0, 1 or -1' % (where, bad[0]))
+            paths.append(fields[0])
+            labels.append(row)
+    if not labels:
+        raise ValueError('%s: no images' % path)
+    return paths, np.array(labels, dtype=np.int64)
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def read_scores(path, image_paths=None):
+    """(num_images, C) scores from a .npy array or a text/CSV file.
+
+    A text file holds one image per line, values separated by commas or spaces; when its first
+    field is not a number it is the image path, and rows are then put in the order of
+    `image_paths` (every listed image must have a row). Otherwise rows are in datalist order.
+    """
+    if path.endswith('.npy'):
+        scores = np.load(path)
+        if scores.ndim != 2:
+            raise ValueError('%s: expected a (num_images, num_classes) array; got shape %s'
+                             % (path, scores.shape))
+        return scores.astype(np.float64)
+    rows, names = [], []
+    with open(path, encoding='utf-8') as source:
+        for number, line in enumerate(source, 1):
+            fields = line.replace(',', ' ').split()
+            if not fields:
+                continue
+            if not _is_number(fields[0]):
+                names.append(fields[0])
+                fields = fields[1:]
+            try:
+                rows.append([float(value) for value in fields])
+            except ValueError:
+                raise ValueError('%s:%d: scores must be numbers' % (path, number))
+            if len(rows[-1]) != len(rows[0]):
+                raise ValueError('%s:%d: %d scores, the first row has %d'
+                                 % (path, number, len(rows[-1]), len(rows[0])))
+    if not rows:
+        raise ValueError('%s: no scores' % path)
+    if names and len(names) != len(rows):
+        raise ValueError('%s: some rows start with an image path and some do not' % path)
+    scores = np.array(rows)
+    if names and image_paths is not None:
+        row_of = {name: index for index, name in enumerate(names)}
+        missing = [p for p in image_paths if p not in row_of]
+        if missing:
+            raise ValueError('%s: no scores for %d listed image(s), e.g. %s'
+                             % (path, len(missing), missing[0]))
+        scores = scores[[row_of[p] for p in image_paths]]
+    return scores
