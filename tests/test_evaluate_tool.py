@@ -99,3 +99,50 @@ def test_shape_mismatch_is_reported(inputs):
     import evaluate
     with pytest.raises(ValueError, match=r'scores of shape \(2, 4\).*need \(3, 4\)'):
         evaluate.main(['--scores', str(wrong), '--datalist', datalist, '--classes', classes])
+
+
+def _run_tool(name, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', name)] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=120)
+
+
+def test_results_table_tool_from_evaluate_outputs(inputs):
+    tmp_path, datalist, classes, scores = inputs
+    import evaluate
+    outputs = []
+    for seed, name in enumerate(('a.json', 'b.json')):
+        noisy = np.clip(SCORES + 0.05 * np.random.RandomState(seed).rand(*SCORES.shape), 0, 1)
+        np.save(str(tmp_path / ('s%d.npy' % seed)), noisy)
+        outputs.append(str(tmp_path / name))
+        evaluate.main(['--scores', str(tmp_path / ('s%d.npy' % seed)), '--datalist', datalist,
+                       '--classes', classes, '--json', outputs[-1]])
+    evaluate.main(['--scores', scores, '--datalist', datalist, '--classes', classes,
+                   '--json', str(tmp_path / 'teacher.json')])
+    done = _run_tool('results_table.py', '--row', 'Teacher', str(tmp_path / 'teacher.json'),
+                     '--row', 'Student w/ KD', *outputs, '--markdown', str(tmp_path / 't.md'),
+                     '--json', str(tmp_path / 't.json'))
+    assert done.returncode == 0, done.stdout
+    assert '| Teacher | 1 | 88.9 | 33.3 | 40.0 |' in done.stdout
+    assert '| Student w/ KD | 2 | ' in done.stdout and ' ± ' in done.stdout
+    assert (tmp_path / 't.md').read_text(encoding='utf-8') == done.stdout
+    assert json.load(open(str(tmp_path / 't.json')))['rows'][1]['num_seeds'] == 2
+
+    done = _run_tool('results_table.py', '--row', 'Teacher', datalist)
+    assert done.returncode != 0 and 'val.txt: not JSON' in done.stdout
+
+
+def test_plot_training_log_tool(tmp_path):
+    log = tmp_path / 'stage1.log'
+    log.write_text(''.join('I1121 10:00:%02d.000000 7 solver.cpp:239] Iteration %d (5 iter/s, '
+                           '4s/20 iters), loss = %g\n' % (i, 20 * i, 1.0 / (i + 1))
+                           for i in range(30)))
+    png = tmp_path / 'curves.png'
+    done = _run_tool('plot_training_log.py', str(log), '-o', str(png), '--labels', 'stage 1')
+    assert done.returncode == 0, done.stdout
+    assert 'stage 1: 30 train and 0 test records' in done.stdout
+    import cv2
+    image = cv2.imread(str(png))
+    assert image is not None and image.std() > 10
+    done = _run_tool('plot_training_log.py', str(tmp_path / 'missing.log'), '-o', str(png))
+    assert done.returncode != 0 and 'missing.log' in done.stdout
