@@ -146,3 +146,21 @@ def test_plot_training_log_tool(tmp_path):
     assert image is not None and image.std() > 10
     done = _run_tool('plot_training_log.py', str(tmp_path / 'missing.log'), '-o', str(png))
     assert done.returncode != 0 and 'missing.log' in done.stdout
+
+
+def test_plot_top3_tool(inputs):
+    tmp_path, datalist, classes, scores = inputs
+    import cv2
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / ('img%d.jpg' % i)),
+                    np.full((60, 80, 3), 60 * i, np.uint8))
+    png = tmp_path / 'top3.png'
+    done = _run_tool('plot_top3.py', '--datalist', datalist, '--classes', classes,
+                     '--without', scores, '--with', scores, '--image-root', str(tmp_path),
+                     '--indices', '0', '2', '-o', str(png))
+    assert done.returncode == 0, done.stdout
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[0] == 2 * 280 and image.std() > 10
+    done = _run_tool('plot_top3.py', '--datalist', datalist, '--classes', classes,
+                     '--without', scores, '--with', scores, '--indices', '3', '-o', str(png))
+    assert done.returncode != 0 and '--indices: 3 is not a row' in done.stdout
