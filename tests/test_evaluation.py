@@ -136,6 +136,7 @@ def test_format_row_and_per_class():
     assert row.startswith('| Student | 88.9 | 33.3 |')
     assert row.count('|') == len(evaluation.TABLE_COLUMNS) + 2
     assert evaluation.format_header().splitlines()[0].count('|') == row.count('|')
+    assert 'top5 F1-O' in evaluation.format_header(5) and 'top3' not in evaluation.format_header(5)
     table = evaluation.format_per_class(result, ['a', 'b', 'c', 'd'])
     assert '| c | n/a |' in table and '| d | 100.0 |' in table
 

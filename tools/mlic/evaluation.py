@@ -138,9 +138,10 @@ def evaluate(scores, targets, threshold=0.5, top_k=3):
     }
 
 
-def format_header():
+def format_header(top_k=3):
     """Markdown header (two lines) matching `format_row`."""
-    names = ['Model'] + [heading for heading, _, _ in TABLE_COLUMNS]
+    names = ['Model'] + [heading.replace('top3', 'top%d' % top_k)
+                         for heading, _, _ in TABLE_COLUMNS]
     return '| ' + ' | '.join(names) + ' |\n|' + '|'.join(['---'] * len(names)) + '|'
 
 
