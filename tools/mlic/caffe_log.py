@@ -1,12 +1,12 @@
 """Parse the glog output of `caffe train` into per-iteration records.
 
 The solver writes, every `display` iterations (solver.cpp / sgd_solver.cpp):
-    I1121 04:50:31.894886 15155 solver.cpp:239] Iteration 5 (5 iter/s, 1s/5 iters), loss = 1.18
-    I1121 04:50:31.894893 15155 solver.cpp:258]     Train net output #0: aux = 0.52 (* 0.5 = 0.26 loss)
-    I1121 04:50:31.894912 15155 sgd_solver.cpp:112] Iteration 5, lr = 0.01
+    I1121 04:50:31.894886 155 solver.cpp:239] Iteration 5 (5 iter/s, 1s/5 iters), loss = 1.18
+    I1121 04:50:31.894893 155 solver.cpp:258]     Train net output #0: aux = 0.5 (* 0.5 = 0.25 loss)
+    I1121 04:50:31.894912 155 sgd_solver.cpp:112] Iteration 5, lr = 0.01
 and every `test_interval` iterations:
-    I1121 04:50:31.894785 15155 solver.cpp:347] Iteration 10, Testing net (#0)
-    I1121 04:50:31.894860 15155 solver.cpp:414]     Test net output #0: loss = 1.07 (* 1 = 1.07 loss)
+    I1121 04:50:31.894785 155 solver.cpp:347] Iteration 10, Testing net (#0)
+    I1121 04:50:31.894860 155 solver.cpp:414]     Test net output #0: loss = 1.07 (* 1 = 1.07 loss)
 The displayed loss is already the solver's running mean over `average_loss` iterations.
 Older Caffe writes "Iteration 5, loss = 1.18"; newer glog writes the year in the date
 ("I20261121 ..."). Both are read.
@@ -102,7 +102,7 @@ def parse_log(path):
 
 
 def series(records, key):
-    """(iterations, values) of `key` ('loss', 'lr' or an output name) over the records that have it."""
+    """(iterations, values) of `key` ('loss', 'lr' or an output name) where records have it."""
     iterations, values = [], []
     for record in records:
         value = record.get(key) if key in ('loss', 'lr') else record['outputs'].get(key)
