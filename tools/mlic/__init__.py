@@ -1,1 +1,1 @@
-"""Library behind the command-line tools in tools/: evaluation, log parsing, plots."""
+"""The MLIC-KD-WSD Python library: datalists, data, proposals, nets, evaluation, pipeline."""
