@@ -76,6 +76,17 @@ TYPED_TEST(WsdRoigenSingleScaleLayerTest, MapsCornersDownWithFloor) {
   this->ExpectRois(expected);
 }
 
+TYPED_TEST(WsdRoigenSingleScaleLayerTest, PaddingRowsStayWhenScalingUp) {
+  typedef typename TypeParam::Dtype Dtype;
+  // Mapped like a box, -1 would become -3 here.
+  WsdRoigenSingleScaleLayer<Dtype> layer(this->Param("single_scale: 5 origin_scale: 2"));
+  layer.SetUp(this->bottom_, this->top_);
+  layer.Forward(this->bottom_, this->top_);
+  const Dtype expected[4][6] = {{0, 12, 7, 1677, 1680, 0.7}, {0, 0, 5, 7, 2, 0.25},
+                                {1, 250, 500, 750, 1000, 0.9}, {1, -1, -1, -1, -1, -1}};
+  this->ExpectRois(expected);
+}
+
 TYPED_TEST(WsdRoigenSingleScaleLayerTest, ImageBottomGivesTheOriginPerAxis) {
   typedef typename TypeParam::Dtype Dtype;
   this->bottom_.push_back(this->image_);  // 6 rows, 12 columns
