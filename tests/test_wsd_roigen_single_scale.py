@@ -23,7 +23,8 @@ def roigen_single_scale_reference(lists, single_scale, origin_x, origin_y):
 def roigen_net(caffe, tmp_path, lists_shape, param_str, image_shape=None):
     image_input = image_bottom = ''
     if image_shape is not None:
-        image_input = ('layer { name: "image" type: "Input" top: "image" input_param { shape { %s } } }'
+        image_input = ('layer { name: "image" type: "Input" top: "image" '
+                       'input_param { shape { %s } } }'
                        % ' '.join('dim: %d' % d for d in image_shape))
         image_bottom = 'bottom: "image"'
     net_file = tmp_path / 'roigen.prototxt'
@@ -102,7 +103,8 @@ def test_feeds_roi_pooling_as_in_stage_one(caffe, tmp_path):
         layer { name: "roi_224" type: "WsdRoigenSingleScale" bottom: "lists" top: "roi_224"
                 python_param { param_str: "single_scale: 224 origin_scale: 672" } }
         layer { name: "roi_pool5" type: "ROIPooling" bottom: "conv5_3" bottom: "roi_224"
-                top: "pool5" python_param { param_str: "pooled_h: 7 pooled_w: 7 spatial_scale: 0.0625" } }
+                top: "pool5"
+                python_param { param_str: "pooled_h: 7 pooled_w: 7 spatial_scale: 0.0625" } }
     '''))
     net = caffe.Net(str(net_file), caffe.TEST)
     net.blobs['lists'].data[...] = lists
