@@ -15,7 +15,7 @@ def roi_pool_reference(features, rois, pooled_h, pooled_w, spatial_scale,
                        score_scale=1.0, score_bias=0.0):
     """Returns (pooled, argmax): argmax[r, c, ph, pw] is the flat index h * W + w of the
     maximum in its feature plane (first in row-major order), -1 for an empty bin or padding."""
-    num_images, channels, height, width = features.shape
+    _, channels, height, width = features.shape
     pooled = np.zeros((len(rois), channels, pooled_h, pooled_w), np.float64)
     argmax = np.full(pooled.shape, -1, np.int64)
     for r, (batch, x1, y1, x2, y2, score) in enumerate(rois):
