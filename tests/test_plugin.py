@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, CAFFE_TOOL
 
-PLUGIN_TYPES = ['WsdRoigen']
+PLUGIN_TYPES = ['WsdRoigen', 'CrossEntropyLoss', 'Interp']
 
 
 def test_plugin_types_registered(caffe):
