@@ -219,7 +219,6 @@ TYPED_TEST(InterpLayerTest, RejectsCroppingEverything) {
 }
 
 TYPED_TEST(InterpLayerTest, RejectsNonImageBottom) {
-  typedef typename TypeParam::Dtype Dtype;
   vector<int> shape(2, 3);
   this->maps_->Reshape(shape);
   this->ExpectSetUpError("zoom_factor: 2", "bottom[0]: expects (N, C, H, W) maps, got shape 3 3");
