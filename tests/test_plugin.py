@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT, CAFFE_TOOL
 
-PLUGIN_TYPES = ['WsdRoigen']
+PLUGIN_TYPES = ['WsdRoigen', 'WsdRoigenSingleScale', 'ROIPooling', 'CrossEntropyLoss', 'Interp',
+                'ProposalSoftmax', 'RoIDistillationLoss']
 
 
 def test_plugin_types_registered(caffe):
