@@ -89,6 +89,16 @@ def test_stage2_init_takes_student_from_stage1_and_teacher_with_heads(caffe, net
     assert (init['conv1_1'][0] == 0.5).all() and (init['fc7'][0] == 0.5).all()
 
 
+def test_stage2_without_stage1_starts_the_student_from_fillers(caffe, nets, tmp_path):
+    teacher = saved_model(caffe, nets['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
+    report = surgery.stage2_init(None, str(tmp_path / 'teacher.caffemodel'),
+                                 nets['stage2_train'], str(tmp_path / 'init2.caffemodel'))
+    assert report['conv1_1'] == 'filler' and report['fc7'] == 'filler'
+    init = surgery.weights(str(tmp_path / 'init2.caffemodel'))
+    np.testing.assert_array_equal(init['conv_wsd_1_1'][0], teacher['conv1_1'][0])
+    assert 'conv1_1' not in init
+
+
 def test_missing_layer_names_both_layers(caffe, nets, tmp_path):
     saved_model(caffe, nets['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
     # A stage-1 model lacking the student's conv2_1.

@@ -227,11 +227,12 @@ def stage1_init(teacher_model, target_prototxt, out_path, imagenet_model=None):
 
 def stage2_init(stage1_model, teacher_model, target_prototxt, out_path):
     """Stage-2 init: the teacher (with its fc8_c/fc8_d heads) from the WSDDN .caffemodel, the
-    student's conv/fc6/fc7 from the stage-1 result; see STAGE2_FROM_FILLERS for the rest."""
+    student's conv/fc6/fc7 from the stage-1 result, or from its fillers when stage1_model is None
+    (stage 2 without stage 1); see STAGE2_FROM_FILLERS for the rest."""
     teacher = weights(teacher_model)
     _check_teacher(teacher_model, teacher)
-    stage1 = weights(stage1_model)
-    if not any('_wsd_' in name for name in stage1):
+    stage1 = weights(stage1_model) if stage1_model else None
+    if stage1 is not None and not any('_wsd_' in name for name in stage1):
         raise SurgeryError('%s is not a stage-1 result: it has no conv_wsd_* / fc_wsd_* layers '
                            '(its weight layers: %s); stage 2 takes the stage-1 .caffemodel and '
                            'the WSDDN teacher\'s' % (stage1_model, ', '.join(stage1)))
@@ -241,5 +242,7 @@ def stage2_init(stage1_model, teacher_model, target_prototxt, out_path):
             return None
         if is_teacher_layer(name):
             return teacher_model, teacher, netgen.teacher_layer_name(name)
+        if stage1 is None:
+            return None
         return stage1_model, stage1, name
     return build(target_prototxt, recipe, out_path)
