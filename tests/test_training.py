@@ -114,3 +114,47 @@ def test_stage2_distils_predictions_from_a_frozen_teacher(small):
 
 def test_student_without_distillation_trains(small):
     train(small, 'student')
+
+
+def run_tool(name, *args):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', name)] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_deploy_scripts_with_the_trained_nets(small, tmp_path):
+    import json
+    paths, test_list = small['paths'], str(small['root'] / 'test' / 'list.txt')
+    out = str(tmp_path / 'teacher')
+    done = run_tool('run_deploy.py', '--net', paths['wsddn_deploy'], '--weights',
+                    small['models']['wsddn'], '--datalist', test_list, '--out', out)
+    assert done.returncode == 0, done.stderr
+    scores = np.load(out + '.npy')
+    assert scores.shape == (4, small['cfg']['num_classes'])
+    assert ((scores >= 0) & (scores <= 1 + 1e-5)).all()  # sums of proposal x class softmaxes
+    assert 0 <= json.load(open(out + '.json'))['mAP'] <= 1
+    assert '| teacher |' in done.stdout
+
+    out = str(tmp_path / 'student')
+    done = run_tool('run_deploy.py', '--net', paths['student_deploy'], '--weights',
+                    small['models']['stage2'], '--datalist', test_list, '--out', out)
+    assert done.returncode == 0, done.stderr
+    assert np.load(out + '.npy').shape == (4, small['cfg']['num_classes'])
+    assert open(out + '.txt').read().split() == [
+        line.split()[0] for line in open(test_list)]
+
+    images = sorted(str(p) for p in (small['root'] / 'test').glob('*.png'))[:2]
+    done = run_tool('predict.py', '--net', paths['student_deploy'], '--weights',
+                    small['models']['stage2'], '--top', '2', *images)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == images[0] and len(lines) == 6
+    done = run_tool('predict.py', '--net', paths['wsddn_deploy'], '--weights',
+                    small['models']['wsddn'], '--datalist', test_list, images[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == images[1] and done.stdout.count(' box ') == 3
+    done = run_tool('predict.py', '--net', paths['wsddn_deploy'], '--weights',
+                    small['models']['wsddn'], images[1])
+    assert done.returncode == 1 and 'needs proposals' in done.stderr

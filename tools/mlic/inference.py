@@ -79,7 +79,7 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8):
         net.blobs['imagedata'].data[...] = data
         net.blobs['proposaldata'].reshape(len(data), 5 * bbox_num, 1, 1)
         net.blobs['proposaldata'].data[...] = proposals.reshape(len(data), -1, 1, 1)
-        out = net.forward()
+        out = net.forward(blobs=['proposal_class_score'])  # consumed, so not an output
         scores[part] = out['image_level_score'].reshape(len(data), classes)
         per_region = out['proposal_class_score'].reshape(len(data), bbox_num, classes)
         for i in range(len(data)):
