@@ -308,3 +308,31 @@ def test_full_deploy_nets(caffe):
     got = shapes(student)
     assert got['data_size224'] == (1, 3, 224, 224) and got['pool5'] == (1, 512, 7, 7)
     assert got['score'] == (1, 80)
+
+
+def test_generate_nets_command_line(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'generate_nets.py'),
+                           '--out', 'nets', '--small', '--num-classes', '3',
+                           '--train-list', 'lists/train.txt', '--test-list', 'lists/test.txt'],
+                          cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == len(netgen.FILES)
+    net = (tmp_path / 'nets' / 'wsddn' / 'train.prototxt').read_text()
+    assert "source: 'lists/train.txt'" in net and 'att_num: 3' in net
+    solver = (tmp_path / 'nets' / 'wsddn' / 'solver.prototxt').read_text()
+    assert 'net: "nets/wsddn/train.prototxt"' in solver
+    assert 'snapshot_prefix: "nets/snapshots/small_wsddn"' in solver
+
+
+def test_deploy_nets_describe_themselves(tmp_path):
+    from mlic import deploy
+    paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7))
+    assert deploy.describe(paths['wsddn_deploy']) == {
+        'kind': 'teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8}
+    assert deploy.describe(paths['student_deploy']) == {
+        'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0}
+    with pytest.raises(ValueError, match='not a deploy net'):
+        deploy.describe(paths['stage2_train'])
