@@ -52,8 +52,8 @@ def parse_param(param_str):
     try:
         text_format.Parse(param_str, param)
     except text_format.ParseError as e:
-        raise DataLayerError('python_param.param_str', 'cannot parse %r as %s: %s'
-                             % (param_str, param.DESCRIPTOR.full_name, e))
+        raise DataLayerError('python_param.param_str', 'cannot parse it as %s: %s'
+                             % (param.DESCRIPTOR.full_name, e))
     return param
 
 
