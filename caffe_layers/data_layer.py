@@ -196,7 +196,7 @@ class BatchMaker(object):
             if scale != 1:
                 image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             if mirrors[i]:
-                image = image[:, ::-1]
+                image = cv2.flip(image, 1)
             for c in range(3):
                 np.subtract(image[:, :, c], self.mean[c], out=data[i, c], dtype=np.float32)
             proposals, _ = pad_proposals(entry.proposals, p.bbox_num)
@@ -279,6 +279,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
             worker.start()
         weakref.finalize(self, stop_workers, self.workers, self.tasks)
         self.ready = {}
+        self.data_s = 0.0  # time the net spent waiting for and copying batches
         self.next_to_ask = 0
         self.next_to_use = 0
         for slot in range(p.prefetch):
@@ -289,7 +290,8 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         self.next_to_ask += 1
 
     def wait_for_batch(self):
-        deadline = time.time() + BATCH_TIMEOUT_S
+        start = time.time()
+        deadline = start + BATCH_TIMEOUT_S
         while self.next_to_use not in self.ready:
             try:
                 batch_index, slot, shape, label_roi, skipped, error = \
@@ -311,6 +313,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
             self.ready[batch_index] = (slot, shape, label_roi)
         self.batch = self.ready.pop(self.next_to_use)
         self.next_to_use += 1
+        self.data_s += time.time() - start
 
     def reshape(self, bottom, top):
         if self.batch is None:
@@ -322,11 +325,13 @@ class MultiLabelRoIDataLayer(caffe.Layer):
     def forward(self, bottom, top):
         if self.batch is None:
             self.wait_for_batch()
+        start = time.time()
         slot, shape, label_roi = self.batch
         top[0].data[...] = self.slots[slot][:int(np.prod(shape))].reshape(shape)
         top[1].data[...] = label_roi
         self.batch = None
         self.ask(slot)
+        self.data_s += time.time() - start
 
     def backward(self, top, propagate_down, bottom):
         pass

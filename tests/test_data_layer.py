@@ -267,7 +267,7 @@ def test_caffe_train_with_the_data_layer(dataset):
     ''' % C)
     (dataset / 'solver.prototxt').write_text(textwrap.dedent('''
         net: "train.prototxt"
-        base_lr: 0.001
+        base_lr: 0.00001
         lr_policy: "fixed"
         momentum: 0.9
         max_iter: 4
