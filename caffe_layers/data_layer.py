@@ -209,6 +209,9 @@ class BatchMaker(object):
 def worker_loop(maker, tasks, results, slots, parent_pid):
     """A worker process: make the batches asked for until told to stop or orphaned (the caffe
     tool never finalises Python, so nobody would stop us)."""
+    # Exit without flushing batches nobody will read: with the parent gone, a full pipe would
+    # block the exit forever.
+    results.cancel_join_thread()
     while True:
         try:
             task = tasks.get(timeout=POLL_S)
@@ -277,7 +280,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
                         for _ in range(p.workers)]
         for worker in self.workers:
             worker.start()
-        weakref.finalize(self, stop_workers, self.workers, self.tasks)
+        self.stop_workers = weakref.finalize(self, stop_workers, self.workers, self.tasks)
         self.ready = {}
         self.data_s = 0.0  # time the net spent waiting for and copying batches
         self.next_to_ask = 0
@@ -335,3 +338,9 @@ class MultiLabelRoIDataLayer(caffe.Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+    def close(self):
+        """Stops the workers. pycaffe never frees a Python layer (it and its C++ half hold each
+        other), so their workers live until the process ends (then they stop themselves): a
+        process that builds many nets should close their data layers."""
+        self.stop_workers()

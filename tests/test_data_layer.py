@@ -4,7 +4,10 @@ import math
 import os
 import re
 import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 import cv2
 import numpy as np
@@ -68,10 +71,22 @@ def net_text(root, **overrides):
     ''') % (param_str(root, **overrides), C)
 
 
+OPEN_LAYERS = []
+
+
+@pytest.fixture(autouse=True)
+def close_data_layers():
+    yield
+    while OPEN_LAYERS:
+        OPEN_LAYERS.pop().close()
+
+
 def make_net(caffe, root, phase, **overrides):
     path = root / ('net_%d.prototxt' % len(os.listdir(str(root))))
     path.write_text(net_text(root, **overrides))
-    return caffe.Net(str(path), phase)
+    net = caffe.Net(str(path), phase)
+    OPEN_LAYERS.append(net.layers[0])
+    return net
 
 
 def expected_image(root, i, scale, mirror):
@@ -284,3 +299,47 @@ def test_caffe_train_with_the_data_layer(dataset):
     assert len(losses) >= 4 and all(np.isfinite(losses)), result.stdout[-3000:]
     assert (dataset / 'snap' / 'tiny_iter_4.caffemodel').is_file()
     assert (dataset / 'snap' / 'tiny_iter_4.solverstate').is_file()
+
+
+def process_gone(pid, timeout=15):
+    """True when the process ends (or is left a zombie) within timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_closing_stops_workers_with_batches_in_flight(caffe, dataset):
+    # Batches bigger than a pipe's buffer, none of them read.
+    net = make_net(caffe, dataset, caffe.TEST, bbox_num=5000, prefetch=3)
+    layer = net.layers[0]
+    time.sleep(0.5)
+    layer.close()
+    assert all(process_gone(w.pid) for w in layer.workers)
+
+
+def test_workers_of_a_process_that_dies_exit_too(dataset):
+    """The caffe tool never finalises Python: workers must notice their parent is gone."""
+    script = dataset / 'orphan.py'
+    script.write_text(textwrap.dedent('''
+        import os, sys
+        import caffe, caffe_layers
+        net = caffe.Net(sys.argv[1], caffe.TEST)
+        print(' '.join(str(w.pid) for w in net.layers[0].workers), flush=True)
+        os._exit(0)
+    '''))
+    (dataset / 'net.prototxt').write_text(net_text(dataset, bbox_num=5000, prefetch=3))
+    out = subprocess.run([sys.executable, str(script), str(dataset / 'net.prototxt')],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=60)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2
+    gone = [process_gone(pid) for pid in pids]
+    for pid in (p for p, ended in zip(pids, gone) if not ended):
+        os.kill(pid, signal.SIGKILL)  # leave nothing behind when the test fails
+    assert all(gone)

@@ -107,7 +107,8 @@ def check_entry(labels, proposals, new_width=None, new_height=None):
     problems = []
     values = np.concatenate([labels, proposals.reshape(-1)])
     for index in np.flatnonzero(~np.isfinite(values)):
-        problems.append((field_name(index, len(labels)), '%s is not finite' % float(values[index])))
+        problems.append((field_name(index, len(labels)),
+                         '%s is not finite' % float(values[index])))
     if problems:
         return problems
     for k in np.flatnonzero(~np.isin(labels, VALID_LABELS)):
