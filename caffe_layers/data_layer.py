@@ -182,8 +182,8 @@ class BatchMaker(object):
         raise DataLayerError('source', 'no image of %s can be read' % self.datalist.path)
 
     def make(self, plan, data):
-        """Fills data[:N, :, :H, :W] (H, W: the batch's size); returns ((N, 3, H, W), label_roi,
-        skipped)."""
+        """Writes the (N, 3, H, W) image blob (H, W: the batch's scaled size) to the start of
+        the flat array `data`; returns (its shape, label_roi, unreadable images skipped)."""
         indices, scale, mirrors = plan
         p = self.param
         height, width = scaled_size(p.new_height, scale), scaled_size(p.new_width, scale)

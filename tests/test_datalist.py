@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 from mlic.datalist import (Datalist, DatalistError, PADDING_ROW, check_datalist, format_line,
-                           scan_datalist, validate_datalist)
+                           validate_datalist)
 
 C = 3
 SIZE = 100  # images are resized to SIZE x SIZE; boxes must lie in [0, SIZE - 1]
