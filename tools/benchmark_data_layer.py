@@ -77,13 +77,22 @@ def data_layer_text(folder, args):
     ''') % (param, NUM_CLASSES)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def plain_loop_images_per_s(folder, count, rounds):
+    """(images per second, CPU seconds per image)."""
     paths = [os.path.join(folder, 'img%03d.jpg' % i) for i in range(count)]
-    start = time.time()
+    start, start_cpu = time.time(), cpu_seconds(os.getpid())
     for _ in range(rounds):
         for path in paths:
             cv2.resize(cv2.imread(path, cv2.IMREAD_COLOR), (SIZE, SIZE))
-    return rounds * count / (time.time() - start)
+    images = rounds * count
+    return images / (time.time() - start), (cpu_seconds(os.getpid()) - start_cpu) / images
 
 
 def data_layer_images_per_s(folder, args):
@@ -91,11 +100,17 @@ def data_layer_images_per_s(folder, args):
     with open(path, 'w') as f:
         f.write(data_layer_text(folder, args))
     net = caffe.Net(path, caffe.TRAIN)
+    layer = net.layers[0]
     net.forward()  # the first batch waits for the workers to start
-    start = time.time()
+    # Batches already made (prefetch) were paid for before the clock starts: count them in.
+    pids = [os.getpid()] + [w.pid for w in layer.workers]
+    start, start_cpu = time.time(), sum(cpu_seconds(pid) for pid in pids)
     for _ in range(args.batches):
         net.forward()
-    return args.batches * args.batch_size / (time.time() - start)
+    images = args.batches * args.batch_size
+    cpu = sum(cpu_seconds(pid) for pid in pids) - start_cpu
+    layer.close()
+    return images / (time.time() - start), cpu / images
 
 
 def waiting_share(folder, args):
@@ -129,6 +144,7 @@ def waiting_share(folder, args):
     start = time.time()
     solver.step(args.batches)
     total = time.time() - start
+    layer.close()
     return layer.data_s / total, total / args.batches
 
 
@@ -139,12 +155,15 @@ def main():
         make_dataset(folder, args.images)
         rounds = max(1, args.batches * args.batch_size // args.images)
         plain_loop_images_per_s(folder, args.images, 1)  # warm the file cache
-        plain = plain_loop_images_per_s(folder, args.images, rounds)
-        layer = data_layer_images_per_s(folder, args)
-        print('cores: %d, data layer workers: %d, prefetch: %d, batch: %d'
-              % (os.cpu_count(), args.workers, args.prefetch, args.batch_size))
-        print('plain OpenCV decode + resize to %d: %.1f images/s' % (SIZE, plain))
-        print('data layer (5 scales, mirror, mean): %.1f images/s' % layer)
+        plain, plain_cpu = plain_loop_images_per_s(folder, args.images, rounds)
+        layer, layer_cpu = data_layer_images_per_s(folder, args)
+        print('cores: %d (load average %.1f), data layer workers: %d, prefetch: %d, batch: %d'
+              % (os.cpu_count(), os.getloadavg()[0], args.workers, args.prefetch,
+                 args.batch_size))
+        print('plain OpenCV decode + resize to %d: %.1f images/s, %.1f ms CPU per image'
+              % (SIZE, plain, 1000 * plain_cpu))
+        print('data layer (5 scales, mirror, mean): %.1f images/s, %.1f ms CPU per image '
+              '(workers and the net\'s process)' % (layer, 1000 * layer_cpu))
         print('ratio data layer / plain loop: %.2f (target >= 0.8)' % (layer / plain))
         share, step_s = waiting_share(folder, args)
         print('small training iteration: %.3f s; share waiting for data: %.1f%% (target < 5%%)'
