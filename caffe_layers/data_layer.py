@@ -226,7 +226,9 @@ def worker_loop(maker, tasks, results, slots, parent_pid):
             shape, label_roi, skipped = maker.make(plan, slots[slot])
             results.put((batch_index, slot, shape, label_roi, skipped, None))
         except Exception as e:  # the main process raises it, with the worker's message
-            results.put((batch_index, slot, None, None, None, str(e)))
+            message = str(e) if isinstance(e, DataLayerError) else \
+                '%s: worker failed: %s: %s' % (LAYER, type(e).__name__, e)
+            results.put((batch_index, slot, None, None, None, message))
 
 
 def stop_workers(workers, tasks):
