@@ -25,6 +25,7 @@ test-py:
 
 bench: setup
 	$(PYTHON) tools/benchmark_layers.py $(BENCH_ARGS)
+	$(PYTHON) tools/benchmark_data_layer.py $(DATA_BENCH_ARGS)
 
 clean:
 	rm -rf build

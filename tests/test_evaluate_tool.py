@@ -70,13 +70,13 @@ def test_cli_as_a_program_with_csv_by_path_and_logits(inputs):
 def test_read_datalist_labels_names_the_bad_line(tmp_path):
     path = tmp_path / 'list.txt'
     path.write_text('a.jpg 1 0 %s\nb.jpg 1 2 %s\n' % (PROPOSALS, PROPOSALS))
-    with pytest.raises(ValueError, match=r'list.txt:2: label 2 is not 0, 1 or -1'):
+    with pytest.raises(ValueError, match=r'list.txt:2: labels\[1\]: 2 is not 0, 1 or -1'):
         evaluation.read_datalist_labels(str(path), 2)
     path.write_text('a.jpg 1 0 -1 %s\n' % PROPOSALS)
     paths, labels = evaluation.read_datalist_labels(str(path), 3)
     assert paths == ['a.jpg'] and labels.tolist() == [[1, 0, -1]]
     # Four classes would leave 9 proposal numbers: not whole proposals.
-    with pytest.raises(ValueError, match=r'list.txt:1: 9 numbers after 4 labels'):
+    with pytest.raises(ValueError, match=r'list.txt:1: fields: 13 numbers after the image path; expected C \+ 5k'):
         evaluation.read_datalist_labels(str(path), 4)
 
 

@@ -177,38 +177,12 @@ def read_class_names(path):
 
 
 def read_datalist_labels(path, num_classes):
-    """(image paths, (num_images, C) int labels) of a datalist (SPEC section 2).
-
-    Labels may be 0, 1 or -1 (ignore). The proposals after the labels are not read, but their
-    count must be a multiple of 5, which catches a class count that does not match the list.
-    """
-    paths, labels = [], []
-    with open(path, encoding='utf-8') as source:
-        for number, line in enumerate(source, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = '%s:%d' % (path, number)
-            if len(fields) < 1 + num_classes:
-                raise ValueError('%s: %d fields after the image path, expected at least %d labels'
-                                 % (where, len(fields) - 1, num_classes))
-            if (len(fields) - 1 - num_classes) % 5:
-                raise ValueError('%s: %d numbers after %d labels is not a whole number of '
-                                 '5-number proposals; is the class count right?'
-                                 % (where, len(fields) - 1 - num_classes, num_classes))
-            try:
-                row = [int(value) for value in fields[1:1 + num_classes]]
-            except ValueError:
-                raise ValueError('%s: labels must be integers 0, 1 or -1: %s'
-                                 % (where, ' '.join(fields[1:1 + num_classes])))
-            bad = [value for value in row if value not in (-1, 0, 1)]
-            if bad:
-                raise ValueError('%s: label %d is not 0, 1 or -1' % (where, bad[0]))
-            paths.append(fields[0])
-            labels.append(row)
-    if not labels:
-        raise ValueError('%s: no images' % path)
-    return paths, np.array(labels, dtype=np.int64)
+    """(image paths, (num_images, C) int labels) of a datalist, read and checked by
+    mlic.datalist.Datalist (any bad line raises DatalistError naming file, line and field)."""
+    from mlic.datalist import Datalist
+    entries = Datalist(path, num_classes)
+    return ([e.image_path for e in entries],
+            np.array([e.labels for e in entries], dtype=np.int64))
 
 
 def _is_number(text):
