@@ -9,9 +9,9 @@ from conftest import ROOT
 
 from mlic import netgen
 
-REFERENCE = '/work/shared/reference/original_layers.json'
-if not os.path.exists(REFERENCE):
-    REFERENCE = os.path.join(ROOT, 'tests', 'data', 'original_layers.json')
+# Per layer of the four original prototxts: name, type, bottoms, tops, lr/decay mults,
+# num_output, phase (SPEC 11).
+REFERENCE = os.path.join(ROOT, 'tests', 'data', 'original_layers.json')
 
 WSDDN_TRAIN = 'wsddn/wsddn_train.prototxt'
 WSDDN_DEPLOY = 'wsddn/wsddn_deploy.prototxt'
