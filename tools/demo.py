@@ -15,6 +15,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# pycaffe's own INFO lines would bury the progress; the training logs keep caffe's full output.
+os.environ.setdefault('GLOG_minloglevel', '2')
 
 from mlic import pipeline  # noqa: E402
 

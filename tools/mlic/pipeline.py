@@ -302,7 +302,7 @@ class Pipeline(object):
         return report
 
     def report(self, seeds, per_seed):
-        from mlic import plots
+        from mlic import caffe_log, plots
         rows = [('Teacher (WSDDN)', [r['teacher'] for r in per_seed])]
         rows += [(label, [r[name] for r in per_seed]) for name, label in STUDENT_ROWS]
         table = plots.results_table(rows)
@@ -310,7 +310,7 @@ class Pipeline(object):
         plots.write_results_table(table, markdown, os.path.join(self.folder, 'results.json'))
         first = per_seed[0]
         plots.plot_training_curves(
-            [(name, first['logs'][name]) for name in
+            [(name, caffe_log.parse_log(first['logs'][name])) for name in
              ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')],
             os.path.join(self.folder, 'training_curves.png'))
         self.top3_figure(first)
