@@ -111,7 +111,6 @@ def keep_existing(entries, skip_missing):
     return kept
 
 
-
 # ---------------------------------------------------------------- PASCAL VOC 2007
 def voc_entries(voc_root, split, path_prefix=None):
     """VOC (e.g. VOCdevkit/VOC2007): images of ImageSets/Main/<split>.txt, 20 classes in VOC's

@@ -168,14 +168,15 @@ def _paste(img, patch, mask, x, y):
     img[y:y + h, x:x + w] = region * (1 - alpha) + patch * alpha
 
 
-def _iou(a, b):
+def _overlap(a, b):
+    """Intersection over the smaller box: bounding it keeps every object mostly visible, even
+    a small one under a large one drawn later."""
     iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
     ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
     if iw <= 0 or ih <= 0:
         return 0.0
-    inter = iw * ih
     area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
-    return inter / float(area(a) + area(b) - inter)
+    return iw * ih / float(min(area(a), area(b)))
 
 
 def _draw_clutter(img, rng, table, object_size):
@@ -248,7 +249,7 @@ def render_image(rng, table, groups, image_size, object_size, objects_per_image)
             mask = _shape_mask(shape, side, rng.uniform(-0.25, 0.25))
             ys, xs = np.nonzero(mask > 127)
             box = [x + int(xs.min()), y + int(ys.min()), x + int(xs.max()), y + int(ys.max())]
-            if all(_iou(box, other) < 0.2 for _, other in objects):
+            if all(_overlap(box, other) < 0.3 for _, other in objects):
                 _paste(img, _texture(pattern, side, rng), mask, x, y)
                 objects.append((k, box))
                 break
