@@ -158,7 +158,7 @@ def _background(size, rng):
         theta = rng.uniform(0, np.pi)
         wave = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)
         img = img * (1 + 0.2 * wave[..., None])
-    return img + rng.normal(0, rng.uniform(2, 10), (size, size, 3)).astype(np.float32)
+    return img
 
 
 def _paste(img, patch, mask, x, y):
@@ -255,8 +255,8 @@ def render_image(rng, table, groups, image_size, object_size, objects_per_image)
                 break
     if not objects:
         raise RuntimeError('could not place any object; object_size too large for image_size')
-    img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
-    return img.astype(np.uint8), objects
+    noise = rng.normal(0, rng.uniform(2, 10), img.shape).astype(np.float32)
+    return np.clip(img + noise, 0, 255).astype(np.uint8), objects
 
 
 def generate(out_dir, num_classes=10, image_size=128, object_size=None,
@@ -293,7 +293,7 @@ def generate(out_dir, num_classes=10, image_size=128, object_size=None,
                    'objects_per_image': list(objects_per_image), 'seed': seed,
                    'num_train': num_train, 'num_test': num_test, 'image_format': image_format,
                    'classes': names, 'groups': groups}, f, indent=1)
-    encode = [cv2.IMWRITE_PNG_COMPRESSION, 3] if image_format == 'png' else \
+    encode = [cv2.IMWRITE_PNG_COMPRESSION, 1] if image_format == 'png' else \
         [cv2.IMWRITE_JPEG_QUALITY, 92]
     for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_test))):
         image_dir = os.path.join(out_dir, 'images', split)
