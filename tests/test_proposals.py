@@ -160,3 +160,10 @@ def test_convert_then_proposals_in_one_command(dataset, tmp_path):
                                             ['train_000001.png', '1', '1']]
     assert all(0 < len(line) - 3 <= 35 and (len(line) - 3) % 5 == 0 for line in lines)
     assert open(final + '.classes').read().split() == ['cat', 'dog']
+
+
+def test_unreadable_cache_file_is_named(tmp_path):
+    broken = tmp_path / 'x.npz'
+    broken.write_bytes(b'not a zip')
+    with pytest.raises(IOError, match='cache file .*x.npz is unreadable'):
+        proposals.load_cached(str(broken))

@@ -174,7 +174,8 @@ def _read_voc_xml(xml_path):
 # ---------------------------------------------------------------- MS-COCO 2014
 def coco_entries(annotation_path, image_dir, path_prefix=None, keep_unlabelled=False):
     """MS-COCO instances JSON. Class order is pinned to ascending category id (the 80 ids of
-    COCO 2014 run 1..90 with gaps). Crowd annotations count for the labels and are marked
+    COCO 2014 run 1..90 with gaps); names have spaces replaced by '_' ("traffic_light"), so
+    that every name is one word. Crowd annotations count for the labels and are marked
     difficult in the boxes. Images are in ascending image id; those without any annotation
     are left out unless keep_unlabelled."""
     try:

@@ -201,8 +201,12 @@ def _compute_to_cache(task):
 
 def load_cached(path):
     """(boxes (K, 5) in the pixels of the image proposals were computed on, (width, height))."""
-    with np.load(path) as data:
-        return data['boxes'], tuple(int(v) for v in data['size'])
+    try:
+        with np.load(path) as data:
+            return data['boxes'], tuple(int(v) for v in data['size'])
+    except (OSError, ValueError, KeyError) as error:
+        raise IOError('proposal cache file %s is unreadable (delete it to recompute): %s'
+                      % (path, error))
 
 
 def to_resized(boxes, size, new_width, new_height):
