@@ -192,8 +192,8 @@ def _draw_clutter(img, rng, table, object_size):
                      int(rng.integers(1, 4)), cv2.LINE_AA)
         elif kind == 1:
             # Elongated (axis ratio >= 2) so that it never looks like a disc.
-            axes = (int(rng.integers(object_size[0], object_size[1] + 1)) // 2, 0)
-            axes = (max(axes[0], 4), max(2, int(axes[0] * rng.uniform(0.15, 0.45))))
+            half = max(4, int(rng.integers(object_size[0], object_size[1] + 1)) // 2)
+            axes = (half, max(2, int(half * rng.uniform(0.15, 0.45))))
             centre = tuple(int(v) for v in rng.integers(0, size, 2))
             cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1,
                         cv2.LINE_AA)
@@ -239,7 +239,7 @@ def render_image(rng, table, groups, image_size, object_size, objects_per_image)
     instances = list(present)
     while len(instances) < count:
         instances.append(present[int(rng.integers(0, len(present)))])
-    objects = []
+    objects = []  # the first always fits: every image has a label
     for k in instances:
         shape, pattern = table[k]
         for _ in range(30):
@@ -253,8 +253,6 @@ def render_image(rng, table, groups, image_size, object_size, objects_per_image)
                 _paste(img, _texture(pattern, side, rng), mask, x, y)
                 objects.append((k, box))
                 break
-    if not objects:
-        raise RuntimeError('could not place any object; object_size too large for image_size')
     noise = rng.normal(0, rng.uniform(2, 10), img.shape).astype(np.float32)
     return np.clip(img + noise, 0, 255).astype(np.uint8), objects
 
