@@ -23,5 +23,8 @@ test-cpp:
 test-py:
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
+bench: setup
+	$(PYTHON) tools/benchmark_layers.py $(BENCH_ARGS)
+
 clean:
 	rm -rf build
