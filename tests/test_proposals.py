@@ -7,7 +7,7 @@ import pytest
 import compute_proposals
 import make_datalist
 from mlic import proposals, synthetic
-from mlic.datalist import is_padding
+from mlic.datalist import is_padding, validate_datalist
 
 NEW_WIDTH, NEW_HEIGHT, BBOX_NUM, NUM_CLASSES = 200, 150, 30, 5
 
@@ -45,6 +45,8 @@ def check_proposals(dataset, out):
         assert (boxes[:, :4] == np.round(boxes[:, :4])).all()
         assert (np.diff(boxes[:, 4]) <= 0).all()
     assert open(out + '.classes').read() == open(dataset['train_datalist'] + '.classes').read()
+    # The datalist reader of the data layer finds nothing wrong, images included.
+    assert validate_datalist(out, NUM_CLASSES, NEW_WIDTH, NEW_HEIGHT, root_folder='') == []
     return lines
 
 
@@ -103,6 +105,7 @@ def test_cli_pads_to_exactly_bbox_num(dataset, tmp_path):
         assert real >= 1 and not padding[:real].any() and (boxes[real:] == -1).all()
         padded += real < 400
     assert padded > 0
+    assert validate_datalist(out, NUM_CLASSES, NEW_WIDTH, NEW_HEIGHT) == []
 
 
 def test_to_resized_maps_pixel_spans():
@@ -135,10 +138,12 @@ def test_errors_name_the_datalist_line_or_setting(dataset, tmp_path):
     with pytest.raises(IOError, match=r'bad.txt line 2: cannot read image .*none.png'):
         proposals.complete_datalist(str(bad), str(tmp_path / 'o.txt'), settings,
                                     str(tmp_path / 'c'), progress=False)
-    bad.write_text('x.png 1 0 0\n')
-    with pytest.raises(ValueError, match='bad.txt line 1: expected an image path, 5 labels'):
-        proposals.complete_datalist(str(bad), str(tmp_path / 'o.txt'), settings,
-                                    str(tmp_path / 'c'), progress=False)
+    for text, message in (('x.png 1 0 0\n', 'line 1: expected an image path, 5 labels'),
+                          ('x.png 1 0 0 2 0\n', 'line 1: labels.3. is 2, not 0, 1 or -1')):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match='bad.txt ' + message):
+            proposals.complete_datalist(str(bad), str(tmp_path / 'o.txt'), settings,
+                                        str(tmp_path / 'c'), progress=False)
     with pytest.raises(ValueError, match='edge model file .*missing.yml.gz does not exist'):
         proposals.proposal_settings('edgeboxes', edge_model=str(tmp_path / 'missing.yml.gz'))
     with pytest.raises(ValueError, match="unknown proposal method 'mcg'"):
@@ -152,7 +157,7 @@ def test_convert_then_proposals_in_one_command(dataset, tmp_path):
     labels_only, final = str(tmp_path / 'list.txt'), str(tmp_path / 'final.txt')
     make_datalist.main(['csv', '--csv', str(tmp_path / 'labels.csv'), '--images', image_dir,
                         '--path-prefix', '', labels_only, '--proposals', final,
-                        '--root-folder', image_dir + '/', '--bbox-num', '7', '--cache',
+                        '--root-folder', image_dir, '--bbox-num', '7', '--cache',
                         str(tmp_path / 'c'), '--workers', '1'])
     with open(final) as f:
         lines = [line.split() for line in f]

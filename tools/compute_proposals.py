@@ -34,8 +34,8 @@ def add_proposal_arguments(parser):
                        help='pad every line to exactly bbox_num proposals with rows '
                             '-1 -1 -1 -1 -1 (for readers that demand it)')
     group.add_argument('--root-folder', default='',
-                       help='prefix of the datalist\'s image paths (the data layer\'s '
-                            'root_folder)')
+                       help='folder that relative image paths of the datalist are in (the '
+                            'data layer\'s root_folder)')
 
 
 def run_proposals(args, datalist, out):

@@ -9,7 +9,8 @@ One path from a dataset to a training datalist:
 
 Labels are 1 (present), 0 (absent) and -1 (ignore: VOC's "difficult"-only classes).
 Image paths in the datalist are absolute unless a path prefix is given, in which case they are
-prefix + the dataset-relative path (for the data layer's root_folder).
+prefix + the dataset-relative path: an empty prefix gives paths relative to the image folder, for
+the data layer's root_folder.
 
 Ground-truth box JSON (write_boxes_json):
   {"classes": [names], "coordinates": "...",

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from mlic.converters import classes_path, read_classes
-from mlic.datalist import format_line, pad_proposals
+from mlic.datalist import VALID_LABELS, format_line, pad_proposals
 
 METHODS = ('edgeboxes', 'selective_search')
 
@@ -285,23 +285,29 @@ def compute_all(image_files, settings, cache_dir, workers=1, progress=True, desc
 
 # ---------------------------------------------------------------- datalists
 def read_label_lines(datalist_path, num_classes):
-    """[(image path, labels)] of a datalist whose lines hold C labels and possibly proposals
-    (which are ignored: they are recomputed)."""
+    """[(line number, image path, labels)] of a datalist whose lines hold C labels and maybe
+    proposals, which are ignored: they are recomputed. (mlic.datalist's reader demands
+    proposals, so it cannot read a labels-only datalist.)"""
     items = []
     with open(datalist_path) as f:
         for number, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
                 continue
+            where = '%s line %d' % (datalist_path, number)
             extra = len(fields) - 1 - num_classes
             if extra < 0 or extra % 5:
-                raise ValueError('%s line %d: expected an image path, %d labels and groups of '
-                                 '5 proposal numbers; got %d numbers'
-                                 % (datalist_path, number, num_classes, len(fields) - 1))
+                raise ValueError('%s: expected an image path, %d labels and groups of 5 '
+                                 'proposal numbers; got %d numbers'
+                                 % (where, num_classes, len(fields) - 1))
             try:
                 labels = [float(v) for v in fields[1:1 + num_classes]]
             except ValueError as error:
-                raise ValueError('%s line %d: %s' % (datalist_path, number, error))
+                raise ValueError('%s: %s' % (where, error))
+            bad = [k for k, v in enumerate(labels) if v not in VALID_LABELS]
+            if bad:
+                raise ValueError('%s: labels[%d] is %s, not 0, 1 or -1 (ignore)'
+                                 % (where, bad[0], fields[1 + bad[0]]))
             items.append((number, fields[0], labels))
     return items
 
@@ -324,7 +330,7 @@ def complete_datalist(datalist_path, out_path, settings, cache_dir, new_width=67
         classes = read_classes(classes_path(datalist_path))
         num_classes = len(classes)
     items = read_label_lines(datalist_path, num_classes)
-    files = [root_folder + image for _, image, _ in items]
+    files = [os.path.join(root_folder, image) for _, image, _ in items]
     describe = lambda i: '%s line %d' % (datalist_path, items[i][0])
     paths, computed = compute_all(files, settings, cache_dir, workers, progress, describe)
     counts = {'images': len(items), 'computed': computed, 'fewer_than_bbox_num': 0}
