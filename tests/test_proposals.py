@@ -1,4 +1,5 @@
 """Proposals: inside the resized image, scored, at most bbox_num, cached, reproducible."""
+import io
 import os
 
 import numpy as np
@@ -172,3 +173,13 @@ def test_unreadable_cache_file_is_named(tmp_path):
     broken.write_bytes(b'not a zip')
     with pytest.raises(IOError, match='cache file .*x.npz is unreadable'):
         proposals.load_cached(str(broken))
+
+
+def test_progress_in_a_log_file_is_one_line_per_tenth():
+    stream = io.StringIO()
+    bar = proposals.Progress(25, stream)
+    for i in range(25):
+        bar.update(cached=i < 5)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and '\r' not in stream.getvalue()
+    assert lines[-1].startswith('proposals [%s] 25/25 (5 cached)' % ('#' * 30))

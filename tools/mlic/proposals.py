@@ -223,11 +223,13 @@ def to_resized(boxes, size, new_width, new_height):
 
 
 class Progress(object):
-    """A one-line progress bar on stderr (redrawn at most 5 times a second)."""
+    """A progress bar on stderr: one line redrawn at most 5 times a second on a terminal, a new
+    line every tenth of the way in a log file."""
 
     def __init__(self, total, stream=None, width=30):
         self.total, self.done, self.cached = total, 0, 0
         self.stream = stream if stream is not None else sys.stderr
+        self.terminal = hasattr(self.stream, 'isatty') and self.stream.isatty()
         self.width = width
         self.start = self.last = time.time()
 
@@ -235,7 +237,11 @@ class Progress(object):
         self.done += 1
         self.cached += int(cached)
         now = time.time()
-        if now - self.last >= 0.2 or self.done == self.total:
+        if self.terminal:
+            due = now - self.last >= 0.2
+        else:
+            due = self.done * 10 // self.total != (self.done - 1) * 10 // self.total
+        if due or self.done == self.total:
             self.last = now
             self.draw(now)
 
@@ -245,10 +251,11 @@ class Progress(object):
         computed = self.done - self.cached
         rate = computed / max(now - self.start, 1e-6)
         left = (self.total - self.done) / rate if rate > 0 else 0
-        self.stream.write('\rproposals [%s%s] %d/%d (%d cached) %.1f img/s, %d s left '
-                          % ('#' * filled, '.' * (self.width - filled), self.done, self.total,
-                             self.cached, rate, left))
-        if self.done == self.total:
+        self.stream.write('%sproposals [%s%s] %d/%d (%d cached) %.1f img/s, %d s left'
+                          % ('\r' if self.terminal else '', '#' * filled,
+                             '.' * (self.width - filled), self.done, self.total, self.cached,
+                             rate, left))
+        if self.done == self.total or not self.terminal:
             self.stream.write('\n')
         self.stream.flush()
 
