@@ -29,6 +29,11 @@ def add_proposal_arguments(parser):
     group.add_argument('--edge-model',
                        help='structured edge model file (model.yml.gz) for EdgeBoxes; '
                             'default: gradient edges, no model needed')
+    group.add_argument('--alpha', type=float, default=0.65,
+                       help='EdgeBoxes sliding-window step (default: EdgeBoxes\' own)')
+    group.add_argument('--beta', type=float, default=0.75,
+                       help='EdgeBoxes NMS threshold (default: EdgeBoxes\' own, tuned for IoU '
+                            '0.7; its authors advise 0.55 for IoU 0.5, the WSDDN metrics)')
     group.add_argument('--ss-mode', choices=('fast', 'quality'), default='fast')
     group.add_argument('--pad', action='store_true',
                        help='pad every line to exactly bbox_num proposals with rows '
@@ -41,7 +46,7 @@ def add_proposal_arguments(parser):
 def run_proposals(args, datalist, out):
     settings = proposals.proposal_settings(args.method, max_boxes=args.bbox_num,
                                            max_side=args.max_side, edge_model=args.edge_model,
-                                           mode=args.ss_mode)
+                                           alpha=args.alpha, beta=args.beta, mode=args.ss_mode)
     counts = proposals.complete_datalist(datalist, out, settings, args.cache,
                                          new_width=args.new_size[0],
                                          new_height=args.new_size[1], bbox_num=args.bbox_num,
