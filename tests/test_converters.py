@@ -197,3 +197,12 @@ def test_missing_images_are_an_error_unless_skipped(tmp_path, capsys):
     assert 'gone.png does not exist' in str(exit_info.value)
     make_datalist.main(args + ['--skip-missing'])
     assert [os.path.basename(line[0]) for line in read_lines(out)] == ['here.png']
+
+
+def test_coco_entry_without_a_field_is_named(tmp_path):
+    path = tmp_path / 'instances.json'
+    path.write_text(json.dumps({'categories': [{'id': 1, 'name': 'person'}],
+                                'images': [{'id': 1, 'file_name': 'a.jpg'}],
+                                'annotations': [{'id': 1, 'image_id': 1, 'category_id': 1}]}))
+    with pytest.raises(ValueError, match="instances.json: an entry has no field 'bbox'"):
+        converters.coco_entries(str(path), str(tmp_path))

@@ -187,6 +187,13 @@ def coco_entries(annotation_path, image_dir, path_prefix=None, keep_unlabelled=F
     for key in ('images', 'annotations', 'categories'):
         if key not in data:
             raise ValueError('%s: no "%s" field' % (annotation_path, key))
+    try:
+        return _coco_entries(data, annotation_path, image_dir, path_prefix, keep_unlabelled)
+    except KeyError as error:
+        raise ValueError('%s: an entry has no field %s' % (annotation_path, error))
+
+
+def _coco_entries(data, annotation_path, image_dir, path_prefix, keep_unlabelled):
     categories = sorted(data['categories'], key=lambda c: c['id'])
     index_of = {c['id']: k for k, c in enumerate(categories)}
     classes = [c['name'].replace(' ', '_') for c in categories]
