@@ -21,8 +21,9 @@ def add_proposal_arguments(parser):
                        metavar=('WIDTH', 'HEIGHT'),
                        help='the data layer\'s new_width new_height: box coordinates are in '
                             'pixels of the image resized to this')
-    group.add_argument('--cache', default='proposal_cache',
-                       help='folder of the per-image proposal cache')
+    group.add_argument('--cache',
+                       help='folder of the per-image proposal cache (default: proposal_cache '
+                            'beside the output datalist)')
     group.add_argument('--workers', type=int, default=os.cpu_count() or 1)
     group.add_argument('--max-side', type=int, default=512,
                        help='images are scaled down to this longer side before computing')
@@ -47,7 +48,8 @@ def run_proposals(args, datalist, out):
     settings = proposals.proposal_settings(args.method, max_boxes=args.bbox_num,
                                            max_side=args.max_side, edge_model=args.edge_model,
                                            alpha=args.alpha, beta=args.beta, mode=args.ss_mode)
-    counts = proposals.complete_datalist(datalist, out, settings, args.cache,
+    cache = args.cache or os.path.join(os.path.dirname(os.path.abspath(out)), 'proposal_cache')
+    counts = proposals.complete_datalist(datalist, out, settings, cache,
                                          new_width=args.new_size[0],
                                          new_height=args.new_size[1], bbox_num=args.bbox_num,
                                          root_folder=args.root_folder, workers=args.workers,
