@@ -139,10 +139,10 @@ def test_errors_name_the_datalist_line_or_setting(dataset, tmp_path):
     with pytest.raises(IOError, match=r'bad.txt line 2: cannot read image .*none.png'):
         proposals.complete_datalist(str(bad), str(tmp_path / 'o.txt'), settings,
                                     str(tmp_path / 'c'), progress=False)
-    for text, message in (('x.png 1 0 0\n', 'line 1: expected an image path, 5 labels'),
-                          ('x.png 1 0 0 2 0\n', 'line 1: labels.3. is 2, not 0, 1 or -1')):
+    for text, message in (('x.png 1 0 0\n', ':1: fields: 3 numbers after the image path'),
+                          ('x.png 1 0 0 2 0\n', ':1: labels.3.: 2 is not 0, 1 or -1')):
         bad.write_text(text)
-        with pytest.raises(ValueError, match='bad.txt ' + message):
+        with pytest.raises(ValueError, match='bad.txt' + message):
             proposals.complete_datalist(str(bad), str(tmp_path / 'o.txt'), settings,
                                         str(tmp_path / 'c'), progress=False)
     with pytest.raises(ValueError, match='edge model file .*missing.yml.gz does not exist'):

@@ -101,9 +101,10 @@ def parse_numbers(tokens, num_classes):
         raise ValueError(bad)
 
 
-def check_entry(labels, proposals, new_width=None, new_height=None):
+def check_entry(labels, proposals, new_width=None, new_height=None, labels_only=False):
     """(field, reason) for each problem of one parsed line; boxes are checked against the
-    resized image when its size is given."""
+    resized image when its size is given. labels_only: a line without proposals is fine (the
+    input of the proposal tool)."""
     problems = []
     values = np.concatenate([labels, proposals.reshape(-1)])
     for index in np.flatnonzero(~np.isfinite(values)):
@@ -115,7 +116,7 @@ def check_entry(labels, proposals, new_width=None, new_height=None):
         problems.append(('labels[%d]' % k, '%s is not 0, 1 or %g (ignore)'
                          % (format_number(labels[k]), IGNORE_LABEL)))
     padding = is_padding(proposals)
-    if len(proposals) == 0 or padding.all():
+    if not labels_only and (len(proposals) == 0 or padding.all()):
         problems.append(('proposals', 'none that is real (every image needs at least one box '
                          'for the detector to score it)'))
     fmt = format_number
@@ -142,7 +143,8 @@ def check_entry(labels, proposals, new_width=None, new_height=None):
     return problems
 
 
-def scan_datalist(path, num_classes, new_width=None, new_height=None, root_folder=None):
+def scan_datalist(path, num_classes, new_width=None, new_height=None, root_folder=None,
+                  labels_only=False):
     """Reads a datalist in one pass: (entries, problems). problems are `file:line: field:
     reason` strings for every bad line; boxes are checked against new_width x new_height when
     given, image files (root_folder + path) when root_folder is not None."""
@@ -173,7 +175,8 @@ def scan_datalist(path, num_classes, new_width=None, new_height=None, root_folde
         proposals = values[num_classes:].astype(np.float32).reshape(-1, 5)
         line_problems = ['%s: %s' % p for p in check_entry(values[:num_classes],
                                                              values[num_classes:].reshape(-1, 5),
-                                                             new_width, new_height)]
+                                                             new_width, new_height,
+                                                             labels_only)]
         image_path = tokens[0]
         if image_path in first_line_of:
             line_problems.append('image: %s is a duplicate of line %d'
@@ -213,11 +216,12 @@ class Datalist(object):
     ones, said once in the log; shorter lines stay short (the data layer pads them)."""
 
     def __init__(self, path, num_classes, bbox_num=None, new_width=None, new_height=None,
-                 root_folder=None):
+                 root_folder=None, labels_only=False):
         self.path = path
         self.num_classes = num_classes
         self.bbox_num = bbox_num
-        entries, problems = scan_datalist(path, num_classes, new_width, new_height, root_folder)
+        entries, problems = scan_datalist(path, num_classes, new_width, new_height, root_folder,
+                                          labels_only)
         if problems:
             raise DatalistError(problems)
         self.lines_cut = 0

@@ -166,7 +166,8 @@ class Pipeline(object):
 
         def body(step):
             method = proposals.proposal_settings(settings['method'],
-                                                 max_boxes=settings['bbox_num'])
+                                                 max_boxes=settings['bbox_num'],
+                                                 beta=settings['beta'])
             for split in ('train', 'test'):
                 proposals.complete_datalist(
                     os.path.join(self.data_dir, split + '.txt'),

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from mlic.converters import classes_path, read_classes
-from mlic.datalist import VALID_LABELS, format_line, pad_proposals
+from mlic.datalist import Datalist, format_line, pad_proposals
 
 METHODS = ('edgeboxes', 'selective_search')
 
@@ -293,30 +293,9 @@ def compute_all(image_files, settings, cache_dir, workers=1, progress=True, desc
 # ---------------------------------------------------------------- datalists
 def read_label_lines(datalist_path, num_classes):
     """[(line number, image path, labels)] of a datalist whose lines hold C labels and maybe
-    proposals, which are ignored: they are recomputed. (mlic.datalist's reader demands
-    proposals, so it cannot read a labels-only datalist.)"""
-    items = []
-    with open(datalist_path) as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = '%s line %d' % (datalist_path, number)
-            extra = len(fields) - 1 - num_classes
-            if extra < 0 or extra % 5:
-                raise ValueError('%s: expected an image path, %d labels and groups of 5 '
-                                 'proposal numbers; got %d numbers'
-                                 % (where, num_classes, len(fields) - 1))
-            try:
-                labels = [float(v) for v in fields[1:1 + num_classes]]
-            except ValueError as error:
-                raise ValueError('%s: %s' % (where, error))
-            bad = [k for k, v in enumerate(labels) if v not in VALID_LABELS]
-            if bad:
-                raise ValueError('%s: labels[%d] is %s, not 0, 1 or -1 (ignore)'
-                                 % (where, bad[0], fields[1 + bad[0]]))
-            items.append((number, fields[0], labels))
-    return items
+    proposals, which are ignored: they are recomputed. Bad lines raise DatalistError."""
+    entries = Datalist(datalist_path, num_classes, labels_only=True)
+    return [(e.line_number, e.image_path, [float(v) for v in e.labels]) for e in entries]
 
 
 def complete_datalist(datalist_path, out_path, settings, cache_dir, new_width=672,
