@@ -71,3 +71,11 @@ def test_failing_net_names_solver_and_log(tmp_path):
     (tmp_path / 'net.prototxt').write_text(NET.replace('"WsdRoigen"', '"NoSuchLayer"'))
     with pytest.raises(caffe_train.TrainingError, match='failed.*nope.log'):
         caffe_train.train(solver, str(tmp_path / 'nope.log'), progress=False, cwd=str(tmp_path))
+
+
+def test_a_quiet_glog_setting_of_the_caller_does_not_hide_the_iterations(tmp_path, monkeypatch):
+    monkeypatch.setenv('GLOG_minloglevel', '2')
+    solver = write_solver(tmp_path, max_iter=4)
+    log = tmp_path / 'quiet.log'
+    caffe_train.train(solver, str(log), progress=False, cwd=str(tmp_path))
+    assert len(list(caffe_train.ITERATION_LOSS.finditer(log.read_text()))) >= 4

@@ -95,6 +95,8 @@ def train(solver_path, log_path, weights=None, label=None, progress=True, cwd=RO
         args += ['-snapshot', resume[1]]
     elif weights:
         args += ['-weights', ','.join(os.path.abspath(w) for w in weights)]
+    # The iteration lines are glog INFO: never let a quieter setting of the caller hide them.
+    env = dict(os.environ if env is None else env, GLOG_minloglevel='0', GLOG_logtostderr='1')
     bar = Progress(label or os.path.basename(solver_path), solver.max_iter) if progress else None
     last = []
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
