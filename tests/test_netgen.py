@@ -44,7 +44,7 @@ def teacher_dropout(layer):
     return layer['type'] == 'Dropout' and '_wsd_' in layer['bottom'][0]
 
 
-# Every documented deviation from the original (docs/DEVIATIONS.md):
+# Every documented deviation from the original (README.md, "Where we differ from the original"):
 # (original prototxts, which layers, change, argument).
 DEVIATIONS = [
     # Our Python data layer (caffe_layers.data_layer.MultiLabelRoIDataLayer) for HumanAttData.

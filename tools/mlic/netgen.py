@@ -72,7 +72,7 @@ BACKBONE = ((1, 1), (2, 0))
 HEAD = ((10, 10), (20, 0))
 FROZEN = ((0, 0), (0, 0))
 
-# Solver settings the paper does not give are our choices (docs/DEVIATIONS.md); the teacher's
+# Solver settings the paper does not give are our choices (README.md, "Where we differ from the original"); the teacher's
 # base_lr is the authors' (SPEC 7).
 _COMMON_SOLVER = {'lr_policy': 'step', 'gamma': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005,
                   'display': 20, 'average_loss': 20, 'test_initialization': False}
