@@ -23,5 +23,9 @@ test-cpp:
 test-py:
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
+bench: setup
+	$(PYTHON) tools/benchmark_layers.py $(BENCH_ARGS)
+	$(PYTHON) tools/benchmark_data_layer.py $(DATA_BENCH_ARGS)
+
 clean:
 	rm -rf build

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT, CAFFE_TOOL
 
-PLUGIN_TYPES = ['WsdRoigen']
+PLUGIN_TYPES = ['WsdRoigen', 'WsdRoigenSingleScale', 'ROIPooling', 'CrossEntropyLoss', 'Interp',
+                'ProposalSoftmax', 'RoIDistillationLoss']
 
 
 def test_plugin_types_registered(caffe):
@@ -75,3 +76,23 @@ def test_setup_is_idempotent():
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert out.returncode == 0, out.stdout
     assert 'nothing to do' in out.stdout
+
+
+def run_setup_check(**env):
+    return subprocess.run(['bash', os.path.join(ROOT, 'tools', 'setup', 'setup.sh'), '--check',
+                           'caffe'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=dict(os.environ, **env))
+
+
+def test_user_caffe_root_is_accepted():
+    """CAFFE_ROOT naming the Caffe we already use passes the check (the same build/caffe.env)."""
+    prefix = open(os.path.join(ROOT, 'build', 'caffe.env')).read().split('\n')[0].split('=', 1)[1]
+    out = run_setup_check(CAFFE_ROOT=prefix)
+    assert out.returncode == 0, out.stdout
+    assert "using the user's Caffe at " + prefix in out.stdout
+
+
+def test_user_caffe_root_without_caffe_is_a_clear_error(tmp_path):
+    out = run_setup_check(CAFFE_ROOT=str(tmp_path))
+    assert out.returncode != 0
+    assert 'no CaffeConfig.cmake in %s' % tmp_path in out.stdout

@@ -1,0 +1,348 @@
+"""MultiLabelRoIDataLayer: the original's HumanAttData data layer as a pycaffe Python layer.
+
+Tops: `data` (N, 3, H, W) float32 BGR minus mean_value, and `label_roi` (N, C + 5B): the C labels
+then bbox_num proposal rows x1 y1 x2 y2 s (short lists padded with the padding row), the layout
+a Slice at C and WsdRoigen expect. Parameters: the text of mlic.MultiLabelRoIDataParameter
+(caffe_layers/proto/mlic_layers.proto) in python_param.param_str.
+
+Every image is read as 8-bit BGR and resized to new_width x new_height. In TRAIN one scale factor
+per batch rescales images and boxes (sizes and coordinates truncated to int, as the original
+does) and each image is mirrored with probability 1/2 (x1' = W-1-x2, x2' = W-1-x1); padding rows
+are left alone. TEST changes neither scale nor side.
+
+Batches are made ahead by `workers` forked processes into `prefetch` shared-memory slots.
+Processes, not threads: the caffe tool and pycaffe hold the GIL while the net computes, so
+Python threads would only make progress while the solver waits for data. The order of images,
+scales and mirrors is drawn in the main process from one generator seeded by `seed`, so batches
+do not depend on which worker made them.
+"""
+import logging
+import mmap
+import multiprocessing
+import os
+import queue
+import time
+import weakref
+
+import cv2
+import numpy as np
+from google.protobuf import text_format
+
+import caffe
+import caffe_layers  # noqa: F401  (puts mlic_layers_pb2 on sys.path)
+import mlic_layers_pb2
+from mlic.datalist import Datalist, DatalistError, is_padding, pad_proposals
+
+LAYER = 'MultiLabelRoIDataLayer'
+# How often a waiting process looks whether its peer is still alive, and how long the layer
+# waits for one batch before it gives up (a stuck file system, a worker in an endless loop).
+POLL_S = 1.0
+BATCH_TIMEOUT_S = 600.0
+
+log = logging.getLogger(__name__)
+
+
+class DataLayerError(RuntimeError):
+    def __init__(self, field, reason):
+        super().__init__('%s: %s: %s' % (LAYER, field, reason))
+
+
+def parse_param(param_str):
+    param = mlic_layers_pb2.MultiLabelRoIDataParameter()
+    try:
+        text_format.Parse(param_str, param)
+    except text_format.ParseError as e:
+        raise DataLayerError('python_param.param_str', 'cannot parse it as %s: %s'
+                             % (param.DESCRIPTOR.full_name, e))
+    return param
+
+
+def check_param(param):
+    """Raises DataLayerError for the first unusable field."""
+    if not param.source:
+        raise DataLayerError('source', 'must name the datalist file')
+    for name in ('att_num', 'bbox_num'):
+        if not param.HasField(name) or getattr(param, name) == 0:
+            raise DataLayerError(name, 'must be set to a positive number')
+    if param.new_width == 0 or param.new_height == 0:
+        raise DataLayerError('new_width' if param.new_width == 0 else 'new_height',
+                             'new_width and new_height must both be positive (every image is '
+                             'resized to them and the boxes refer to that size)')
+    if param.batch_size == 0:
+        raise DataLayerError('batch_size', 'must be positive')
+    for scale in param.scale_factors:
+        if not np.isfinite(scale) or scale <= 0 or \
+                min(scaled_size(param.new_width, scale), scaled_size(param.new_height, scale)) < 1:
+            raise DataLayerError('scale_factors', '%g gives no image; factors must be positive'
+                                 % scale)
+    if len(param.mean_value) not in (0, 1, 3):
+        raise DataLayerError('mean_value', 'give 1 value or 3 (B, G, R), not %d'
+                             % len(param.mean_value))
+    if param.workers == 0:
+        raise DataLayerError('workers', 'must be at least 1')
+    if param.prefetch == 0:
+        raise DataLayerError('prefetch', 'must be at least 1')
+
+
+def scaled_size(size, scale):
+    """Image side after scaling; the original multiplies in float and truncates."""
+    return int(np.float32(size) * np.float32(scale))
+
+
+def transform_proposals(proposals, scale, mirror, width):
+    """Boxes of a (B, 5) array after scaling by `scale` and, with mirror, flipping in an image
+    `width` pixels wide (the scaled width). Touched coordinates are truncated to int, as the
+    original stores them in ints; padding rows and scores are left alone."""
+    out = np.array(proposals, dtype=np.float32)
+    real = ~is_padding(out)
+    boxes = out[real, :4]
+    if scale != 1:
+        boxes = np.trunc(np.trunc(boxes) * np.float32(scale))
+    if mirror:
+        boxes = np.trunc(boxes)
+        x1 = boxes[:, 0].copy()
+        boxes[:, 0] = width - 1 - boxes[:, 2]
+        boxes[:, 2] = width - 1 - x1
+    out[real, :4] = boxes
+    return out
+
+
+def read_image(path, width, height):
+    """8-bit BGR image resized to width x height, or None when it cannot be read."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+class BatchPlan(object):
+    """Which images each batch takes, its scale and which images are mirrored, drawn in order
+    from one generator: batches run on across epoch ends and each epoch reshuffles."""
+
+    def __init__(self, num_images, batch_size, shuffle, seed, scale_factors, mirror):
+        self.num_images = num_images
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.scale_factors = list(scale_factors)
+        self.mirror = mirror
+        self.rng = np.random.RandomState(seed)
+        self.order = self.new_epoch_order()
+        self.position = 0
+
+    def new_epoch_order(self):
+        if self.shuffle:
+            return self.rng.permutation(self.num_images)
+        return np.arange(self.num_images)
+
+    def next_batch(self):
+        indices = []
+        for _ in range(self.batch_size):
+            if self.position == self.num_images:
+                self.order = self.new_epoch_order()
+                self.position = 0
+            indices.append(int(self.order[self.position]))
+            self.position += 1
+        scale = 1.0
+        if self.scale_factors:
+            scale = self.scale_factors[self.rng.randint(len(self.scale_factors))]
+        mirrors = np.zeros(self.batch_size, dtype=bool)
+        if self.mirror:
+            mirrors = self.rng.randint(2, size=self.batch_size).astype(bool)
+        return indices, scale, mirrors
+
+
+class BatchMaker(object):
+    """Makes one batch from a plan entry: the image blob into a given array, the label_roi rows
+    returned. Runs in the worker processes."""
+
+    def __init__(self, param, datalist):
+        self.param = param
+        self.datalist = datalist
+        self.root_folder = param.root_folder
+        mean = list(param.mean_value) or [0.0]
+        self.mean = np.asarray(mean * 3 if len(mean) == 1 else mean, dtype=np.float32)
+
+    def image_path(self, entry):
+        return os.path.join(self.root_folder, entry.image_path)
+
+    def read_entry(self, index):
+        """(entry, image, unreadable entries passed over to get it)."""
+        skipped = []
+        for step in range(len(self.datalist)):
+            entry = self.datalist[(index + step) % len(self.datalist)]
+            image = read_image(self.image_path(entry), self.param.new_width,
+                               self.param.new_height)
+            if image is not None:
+                return entry, image, skipped
+            if not self.param.skip_unreadable:
+                raise DataLayerError('source', 'cannot read image %s (%s line %d)'
+                                     % (self.image_path(entry), self.datalist.path,
+                                        entry.line_number))
+            skipped.append((self.image_path(entry), entry.line_number))
+        raise DataLayerError('source', 'no image of %s can be read' % self.datalist.path)
+
+    def make(self, plan, data):
+        """Writes the (N, 3, H, W) image blob (H, W: the batch's scaled size) to the start of
+        the flat array `data`; returns (its shape, label_roi, unreadable images skipped)."""
+        indices, scale, mirrors = plan
+        p = self.param
+        height, width = scaled_size(p.new_height, scale), scaled_size(p.new_width, scale)
+        label_roi = np.empty((len(indices), p.att_num + 5 * p.bbox_num), dtype=np.float32)
+        data = data[:len(indices) * 3 * height * width].reshape(len(indices), 3, height, width)
+        skipped = []
+        for i, index in enumerate(indices):
+            entry, image, passed_over = self.read_entry(index)
+            skipped += passed_over
+            if scale != 1:
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+            if mirrors[i]:
+                image = cv2.flip(image, 1)
+            for c in range(3):
+                np.subtract(image[:, :, c], self.mean[c], out=data[i, c], dtype=np.float32)
+            proposals, _ = pad_proposals(entry.proposals, p.bbox_num)
+            label_roi[i, :p.att_num] = entry.labels
+            label_roi[i, p.att_num:] = transform_proposals(proposals, scale, mirrors[i],
+                                                           width).reshape(-1)
+        return data.shape, label_roi, skipped
+
+
+def worker_loop(maker, tasks, results, slots, parent_pid):
+    """A worker process: make the batches asked for until told to stop or orphaned (the caffe
+    tool never finalises Python, so nobody would stop us)."""
+    # Exit without flushing batches nobody will read: with the parent gone, a full pipe would
+    # block the exit forever.
+    results.cancel_join_thread()
+    while True:
+        try:
+            task = tasks.get(timeout=POLL_S)
+        except queue.Empty:
+            if os.getppid() != parent_pid:
+                return
+            continue
+        if task is None:
+            return
+        batch_index, slot, plan = task
+        try:
+            shape, label_roi, skipped = maker.make(plan, slots[slot])
+            results.put((batch_index, slot, shape, label_roi, skipped, None))
+        except Exception as e:  # the main process raises it, with the worker's message
+            message = str(e) if isinstance(e, DataLayerError) else \
+                '%s: worker failed: %s: %s' % (LAYER, type(e).__name__, e)
+            results.put((batch_index, slot, None, None, None, message))
+
+
+def stop_workers(workers, tasks):
+    for _ in workers:
+        tasks.put(None)
+    for worker in workers:
+        worker.join(timeout=5)
+        if worker.is_alive():
+            worker.terminate()
+            worker.join()
+
+
+class MultiLabelRoIDataLayer(caffe.Layer):
+
+    def setup(self, bottom, top):
+        if len(bottom) != 0:
+            raise DataLayerError('bottom', 'takes no bottom blobs, got %d' % len(bottom))
+        if len(top) != 2:
+            raise DataLayerError('top', 'takes 2 top blobs (data, label_roi), got %d' % len(top))
+        self.param = param = parse_param(self.param_str)
+        check_param(param)
+        train = self.phase == caffe.TRAIN
+        try:
+            self.datalist = Datalist(param.source, param.att_num, param.bbox_num,
+                                     param.new_width, param.new_height, param.root_folder)
+        except DatalistError as e:
+            raise DataLayerError('source', 'the datalist is not usable:\n%s' % e)
+        self.plan = BatchPlan(len(self.datalist), param.batch_size, param.shuffle, param.seed,
+                              param.scale_factors if train else [], param.mirror and train)
+        self.skipped = 0
+        self.start_workers(BatchMaker(param, self.datalist), train)
+        self.batch = None
+        log.info('%s: %d images from %s, batch %d, %s phase', LAYER, len(self.datalist),
+                 param.source, param.batch_size, 'TRAIN' if train else 'TEST')
+
+    def start_workers(self, maker, train):
+        p = self.param
+        scales = list(p.scale_factors) if train and p.scale_factors else [1.0]
+        largest = max(scaled_size(p.new_height, s) * scaled_size(p.new_width, s) for s in scales)
+        slot_floats = p.batch_size * 3 * largest
+        # Anonymous shared memory: seen by the forked workers, not limited by /dev/shm's size.
+        self.shared = mmap.mmap(-1, p.prefetch * slot_floats * 4)
+        all_slots = np.frombuffer(self.shared, dtype=np.float32)
+        self.slots = [all_slots[i * slot_floats:(i + 1) * slot_floats] for i in range(p.prefetch)]
+        context = multiprocessing.get_context('fork')
+        self.tasks = context.Queue()
+        self.results = context.Queue()
+        self.workers = [context.Process(target=worker_loop, daemon=True,
+                                        args=(maker, self.tasks, self.results, self.slots,
+                                              os.getpid()))
+                        for _ in range(p.workers)]
+        for worker in self.workers:
+            worker.start()
+        self.stop_workers = weakref.finalize(self, stop_workers, self.workers, self.tasks)
+        self.ready = {}
+        self.data_s = 0.0  # time the net spent waiting for and copying batches
+        self.next_to_ask = 0
+        self.next_to_use = 0
+        for slot in range(p.prefetch):
+            self.ask(slot)
+
+    def ask(self, slot):
+        self.tasks.put((self.next_to_ask, slot, self.plan.next_batch()))
+        self.next_to_ask += 1
+
+    def wait_for_batch(self):
+        start = time.time()
+        deadline = start + BATCH_TIMEOUT_S
+        while self.next_to_use not in self.ready:
+            try:
+                batch_index, slot, shape, label_roi, skipped, error = \
+                    self.results.get(timeout=POLL_S)
+            except queue.Empty:
+                for worker in self.workers:
+                    if not worker.is_alive():
+                        raise DataLayerError('workers', 'worker process %d died (exit code %s)'
+                                             % (worker.pid, worker.exitcode))
+                if time.time() > deadline:
+                    raise DataLayerError('workers', 'no batch after %d s' % BATCH_TIMEOUT_S)
+                continue
+            if error is not None:
+                raise RuntimeError(error)
+            for path, line_number in skipped:
+                self.skipped += 1
+                log.warning('%s: skipped unreadable image %s (%s line %d); %d skipped so far',
+                            LAYER, path, self.param.source, line_number, self.skipped)
+            self.ready[batch_index] = (slot, shape, label_roi)
+        self.batch = self.ready.pop(self.next_to_use)
+        self.next_to_use += 1
+        self.data_s += time.time() - start
+
+    def reshape(self, bottom, top):
+        if self.batch is None:
+            self.wait_for_batch()
+        _, shape, label_roi = self.batch
+        top[0].reshape(*shape)
+        top[1].reshape(*label_roi.shape)
+
+    def forward(self, bottom, top):
+        if self.batch is None:
+            self.wait_for_batch()
+        start = time.time()
+        slot, shape, label_roi = self.batch
+        top[0].data[...] = self.slots[slot][:int(np.prod(shape))].reshape(shape)
+        top[1].data[...] = label_roi
+        self.batch = None
+        self.ask(slot)
+        self.data_s += time.time() - start
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+    def close(self):
+        """Stops the workers. pycaffe never frees a Python layer (it and its C++ half hold each
+        other), so their workers live until the process ends (then they stop themselves): a
+        process that builds many nets should close their data layers."""
+        self.stop_workers()

@@ -1,0 +1,345 @@
+"""MultiLabelRoIDataLayer through pycaffe and the real `caffe train`: image values, box scaling
+and mirroring as SPEC 3 states them, the label_roi layout, determinism and errors."""
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_caffe_tool
+from mlic.datalist import format_line
+
+C = 6            # image i carries label i only, so a batch row says which image it holds
+BBOX_NUM = 3
+WIDTH, HEIGHT = 40, 30
+MEAN = np.array([10.0, 20.5, 30.0], dtype=np.float32)
+# Proposals per image, in resized-image pixels; fractional corners test the truncation.
+PROPOSALS = [
+    [[0, 0, 39, 29, 0.5], [3.7, 2.2, 20.9, 15.5, 0.9]],
+    [[5, 6, 10, 12, 1]],
+    [[1, 1, 2, 2, 0.1], [10, 10, 30, 20, 0.7], [0, 5, 38, 28, 0.2], [7.5, 0, 9.5, 3, 0.8]],
+    [[12, 3, 12, 3, 1], [0, 0, 0, 0, 0.3], [39, 29, 39, 29, 0.4]],
+    [[20, 10, 35, 25, 0.6]],
+    [[2.9, 4.1, 37.6, 27.8, 0.33], [0, 0, 1, 1, 0.2]],
+]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Six images of different sizes and their datalist, paths relative to the root folder."""
+    rng = np.random.RandomState(0)
+    lines = []
+    for i, proposals in enumerate(PROPOSALS):
+        image = rng.randint(0, 256, size=(20 + 7 * i, 50 - 3 * i, 3)).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / ('img%d.png' % i)), image)
+        lines.append(format_line('img%d.png' % i, np.eye(C)[i], proposals))
+    (tmp_path / 'list.txt').write_text('\n'.join(lines) + '\n')
+    return tmp_path
+
+
+def param_str(root, **overrides):
+    fields = dict(source=str(root / 'list.txt'), root_folder=str(root), batch_size=C,
+                  new_width=WIDTH, new_height=HEIGHT, att_num=C, bbox_num=BBOX_NUM,
+                  mean_value=list(MEAN), workers=2, prefetch=2)
+    fields.update(overrides)
+    parts = []
+    for key, value in fields.items():
+        for v in (value if isinstance(value, list) else [value]):
+            if isinstance(v, bool):
+                v = 'true' if v else 'false'
+            elif isinstance(v, str):
+                v = "'%s'" % v
+            parts.append('%s: %s' % (key, v))
+    return ' '.join(parts)
+
+
+def net_text(root, **overrides):
+    return textwrap.dedent('''
+        layer { name: "data" type: "Python" top: "data" top: "label_roi"
+          python_param { module: "caffe_layers.data_layer" layer: "MultiLabelRoIDataLayer"
+                         param_str: "%s" } }
+        layer { name: "slice" type: "Slice" bottom: "label_roi" top: "labels" top: "list_roi"
+                slice_param { slice_point: %d } }
+        layer { name: "roigen" type: "WsdRoigen" bottom: "list_roi" top: "roi" }
+    ''') % (param_str(root, **overrides), C)
+
+
+OPEN_LAYERS = []
+
+
+@pytest.fixture(autouse=True)
+def close_data_layers():
+    yield
+    while OPEN_LAYERS:
+        OPEN_LAYERS.pop().close()
+
+
+def make_net(caffe, root, phase, **overrides):
+    path = root / ('net_%d.prototxt' % len(os.listdir(str(root))))
+    path.write_text(net_text(root, **overrides))
+    net = caffe.Net(str(path), phase)
+    OPEN_LAYERS.append(net.layers[0])
+    return net
+
+
+def expected_image(root, i, scale, mirror):
+    image = cv2.imread(str(root / ('img%d.png' % i)))
+    image = cv2.resize(image, (WIDTH, HEIGHT))
+    if scale != 1:
+        image = cv2.resize(image, (math.floor(WIDTH * scale), math.floor(HEIGHT * scale)))
+    if mirror:
+        image = cv2.flip(image, 1)
+    return image.transpose(2, 0, 1).astype(np.float32) - MEAN.reshape(3, 1, 1)
+
+
+def expected_proposals(i, scale, mirror):
+    """SPEC 3 by hand: corners truncated to int when touched, scaled, then x mirrored in the
+    scaled width; bbox_num rows, the best-scoring kept, padding rows (-1) after."""
+    rows = sorted(PROPOSALS[i], key=lambda r: -r[4])[:BBOX_NUM]
+    rows = [r for r in PROPOSALS[i] if r in rows]
+    width = math.floor(WIDTH * scale)
+    out = []
+    for x1, y1, x2, y2, s in rows:
+        if scale != 1:
+            x1, y1, x2, y2 = [int(int(v) * scale) for v in (x1, y1, x2, y2)]
+        if mirror:
+            x1, x2 = width - 1 - int(x2), width - 1 - int(x1)
+            y1, y2 = int(y1), int(y2)
+        out.append([x1, y1, x2, y2, s])
+    out += [[-1] * 5] * (BBOX_NUM - len(out))
+    return np.array(out, dtype=np.float32)
+
+
+def test_transform_proposals_is_spec_3():
+    from caffe_layers.data_layer import transform_proposals
+    proposals = np.array([[10.7, 3.2, 671, 500.9, 0.5], [-1, -1, -1, -1, -1]], dtype=np.float32)
+    scale = 0.714286
+    width = 480  # int(672 * 0.714286)
+    out = transform_proposals(proposals, scale, True, width)
+    f = np.float32(scale)
+    x1, y1 = int(np.float32(10) * f), int(np.float32(3) * f)
+    x2, y2 = int(np.float32(671) * f), int(np.float32(500) * f)
+    assert (x1, y1, x2, y2) == (7, 2, 479, 357)
+    np.testing.assert_array_equal(out[0], np.float32([width - 1 - x2, y1, width - 1 - x1, y2,
+                                                      0.5]))
+    np.testing.assert_array_equal(out[1], [-1, -1, -1, -1, -1])
+    np.testing.assert_array_equal(transform_proposals(proposals, 1, False, 672), proposals)
+
+
+def test_scaled_sizes_of_the_released_factors():
+    from caffe_layers.data_layer import scaled_size
+    factors = [0.714286, 0.857143, 1, 1.095239, 1.238096]
+    assert [scaled_size(672, s) for s in factors] == [480, 576, 672, 736, 832]
+
+
+def test_train_batches_are_scaled_mirrored_and_laid_out(caffe, dataset):
+    net = make_net(caffe, dataset, caffe.TRAIN, shuffle=True, seed=1, mirror=True,
+                   scale_factors=[0.75, 1.5])
+    seen_scales, seen_mirrors = set(), set()
+    for _ in range(5):
+        net.forward()
+        data, label_roi = net.blobs['data'].data, net.blobs['label_roi'].data
+        scale = data.shape[3] / WIDTH
+        assert data.shape == (C, 3, math.floor(HEIGHT * scale), math.floor(WIDTH * scale))
+        assert label_roi.shape == (C, C + 5 * BBOX_NUM)
+        images = [int(np.argmax(row[:C])) for row in label_roi]
+        assert sorted(images) == list(range(C))  # one epoch per batch, shuffled
+        for n, i in enumerate(images):
+            np.testing.assert_array_equal(label_roi[n, :C], np.eye(C)[i])
+            mirror = not np.array_equal(data[n], expected_image(dataset, i, scale, False))
+            np.testing.assert_allclose(data[n], expected_image(dataset, i, scale, mirror),
+                                       atol=1e-4)
+            np.testing.assert_allclose(label_roi[n, C:].reshape(BBOX_NUM, 5),
+                                       expected_proposals(i, scale, mirror), atol=1e-6)
+            seen_mirrors.add(mirror)
+        seen_scales.add(scale)
+        np.testing.assert_array_equal(net.blobs['labels'].data, label_roi[:, :C])
+        roi = net.blobs['roi'].data
+        np.testing.assert_array_equal(roi[:, 0], np.repeat(np.arange(C), BBOX_NUM))
+        np.testing.assert_array_equal(roi[:, 1:], label_roi[:, C:].reshape(-1, 5))
+    assert seen_scales == {0.75, 1.5} and seen_mirrors == {False, True}
+
+
+def test_test_phase_neither_scales_nor_mirrors(caffe, dataset):
+    net = make_net(caffe, dataset, caffe.TEST, batch_size=4, mirror=True,
+                   scale_factors=[0.75, 1.5])
+    order = []
+    for _ in range(3):
+        net.forward()
+        assert net.blobs['data'].data.shape == (4, 3, HEIGHT, WIDTH)
+        for n, row in enumerate(net.blobs['label_roi'].data):
+            i = int(np.argmax(row[:C]))
+            order.append(i)
+            np.testing.assert_array_equal(net.blobs['data'].data[n],
+                                          expected_image(dataset, i, 1, False))
+            np.testing.assert_allclose(row[C:].reshape(BBOX_NUM, 5),
+                                       expected_proposals(i, 1, False), atol=1e-6)
+    assert order == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]  # datalist order, wrapping around
+
+
+def batches(net, count):
+    out = []
+    for _ in range(count):
+        net.forward()
+        out.append((net.blobs['data'].data.copy(), net.blobs['label_roi'].data.copy()))
+    return out
+
+
+def test_a_seed_fixes_the_batches(caffe, dataset):
+    settings = dict(shuffle=True, mirror=True, scale_factors=[0.75, 1.5], batch_size=4,
+                    workers=2, prefetch=3)
+    first = batches(make_net(caffe, dataset, caffe.TRAIN, seed=7, **settings), 4)
+    again = batches(make_net(caffe, dataset, caffe.TRAIN, seed=7, **settings), 4)
+    other = batches(make_net(caffe, dataset, caffe.TRAIN, seed=8, **settings), 4)
+    for (data, label_roi), (data2, label_roi2) in zip(first, again):
+        np.testing.assert_array_equal(data, data2)
+        np.testing.assert_array_equal(label_roi, label_roi2)
+    assert any(a[1].shape != b[1].shape or not np.array_equal(a[1], b[1])
+               for a, b in zip(first, other))
+
+
+def corrupt_third_image(root):
+    (root / 'img2.png').write_bytes(b'this is not a PNG')
+    return str(root / 'img2.png')
+
+
+def test_unreadable_image_stops_with_path_and_line(caffe, dataset):
+    path = corrupt_third_image(dataset)
+    with pytest.raises(RuntimeError, match=r'source: cannot read image %s \(%s line 3\)'
+                       % (re.escape(path), re.escape(str(dataset / 'list.txt')))):
+        net = make_net(caffe, dataset, caffe.TEST, batch_size=1)
+        batches(net, 3)
+
+
+def test_unreadable_image_can_be_skipped_and_counted(caffe, dataset, caplog):
+    path = corrupt_third_image(dataset)
+    net = make_net(caffe, dataset, caffe.TEST, batch_size=1, skip_unreadable=True)
+    order = [int(np.argmax(label_roi[0, :C])) for _, label_roi in batches(net, 6)]
+    assert order == [0, 1, 3, 3, 4, 5]  # line 3 replaced by the next readable line
+    skips = [r.getMessage() for r in caplog.records if 'skipped unreadable' in r.getMessage()]
+    assert len(skips) == 1
+    assert path in skips[0] and 'line 3' in skips[0] and '1 skipped so far' in skips[0]
+
+
+@pytest.mark.parametrize('overrides,message', [
+    (dict(att_num=0), r'att_num: must be set'),
+    (dict(new_height=0), r'new_height: new_width and new_height must both be positive'),
+    (dict(mean_value=[1.0, 2.0]), r'mean_value: give 1 value or 3'),
+    (dict(scale_factors=[-0.5]), r'scale_factors: -0.5 gives no image'),
+    (dict(batch_size=0), r'batch_size: must be positive'),
+    (dict(colour='yes'), r'python_param.param_str: cannot parse'),
+])
+def test_bad_parameters_name_layer_and_field(caffe, dataset, overrides, message):
+    with pytest.raises(RuntimeError, match='MultiLabelRoIDataLayer: ' + message):
+        make_net(caffe, dataset, caffe.TRAIN, **overrides)
+
+
+def test_bad_datalist_is_reported_at_set_up(caffe, dataset):
+    with open(str(dataset / 'list.txt'), 'a') as f:
+        f.write('img0.png 1 0 0 0 0 0 0 0 50 10 0.5\n')  # a duplicate with a box too wide
+        f.write('missing.png 1 0 0 0 0 0 0 0 10 10\n')  # 10 numbers: not 6 + 5k
+    listing = re.escape(str(dataset / 'list.txt'))
+    with pytest.raises(RuntimeError) as error:
+        make_net(caffe, dataset, caffe.TRAIN)
+    message = str(error.value)
+    assert message.startswith('MultiLabelRoIDataLayer: source: the datalist is not usable')
+    assert re.search(listing + r':7: proposals\[0\]\.x2: 50 is outside the 40x30', message)
+    assert re.search(listing + r':7: image: img0\.png is a duplicate of line 1', message)
+    assert re.search(listing + r':8: fields: 10 numbers', message)
+
+
+def test_a_dead_worker_stops_training_instead_of_hanging(caffe, dataset):
+    net = make_net(caffe, dataset, caffe.TRAIN, batch_size=2, workers=1, prefetch=2)
+    layer = net.layers[0]
+    for worker in layer.workers:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join()
+    with pytest.raises(RuntimeError, match=r'workers: worker process \d+ died'):
+        batches(net, 4)
+
+
+def test_caffe_train_with_the_data_layer(dataset):
+    """The real caffe tool trains a small multi-scale net fed by the layer and snapshots it."""
+    (dataset / 'train.prototxt').write_text(net_text(
+        dataset, batch_size=3, shuffle=True, mirror=True, scale_factors=[0.75, 1.5]) + '''
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+                convolution_param { num_output: 4 kernel_size: 3 stride: 2
+                                    weight_filler { type: "gaussian" std: 0.01 } } }
+        layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+                pooling_param { pool: AVE global_pooling: true } }
+        layer { name: "score" type: "InnerProduct" bottom: "pool" top: "score"
+                inner_product_param { num_output: %d weight_filler { type: "xavier" } } }
+        layer { name: "loss" type: "SigmoidCrossEntropyLoss" bottom: "score" bottom: "labels"
+                top: "loss" }
+        layer { name: "silence" type: "Silence" bottom: "roi" }
+    ''' % C)
+    (dataset / 'solver.prototxt').write_text(textwrap.dedent('''
+        net: "train.prototxt"
+        base_lr: 0.00001
+        lr_policy: "fixed"
+        momentum: 0.9
+        max_iter: 4
+        display: 1
+        snapshot: 4
+        snapshot_prefix: "snap/tiny"
+        solver_mode: CPU
+    '''))
+    (dataset / 'snap').mkdir()
+    result = run_caffe_tool(['train', '-solver', 'solver.prototxt'], cwd=str(dataset),
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    losses = [float(v) for v in re.findall(r'Iteration \d+.*loss = (\S+)', result.stdout)]
+    assert len(losses) >= 4 and all(np.isfinite(losses)), result.stdout[-3000:]
+    assert (dataset / 'snap' / 'tiny_iter_4.caffemodel').is_file()
+    assert (dataset / 'snap' / 'tiny_iter_4.solverstate').is_file()
+
+
+def process_gone(pid, timeout=15):
+    """True when the process ends (or is left a zombie) within timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_closing_stops_workers_with_batches_in_flight(caffe, dataset):
+    # Batches bigger than a pipe's buffer, none of them read.
+    net = make_net(caffe, dataset, caffe.TEST, bbox_num=5000, prefetch=3)
+    layer = net.layers[0]
+    time.sleep(0.5)
+    layer.close()
+    assert all(process_gone(w.pid) for w in layer.workers)
+
+
+def test_workers_of_a_process_that_dies_exit_too(dataset):
+    """The caffe tool never finalises Python: workers must notice their parent is gone."""
+    script = dataset / 'orphan.py'
+    script.write_text(textwrap.dedent('''
+        import os, sys
+        import caffe, caffe_layers
+        net = caffe.Net(sys.argv[1], caffe.TEST)
+        print(' '.join(str(w.pid) for w in net.layers[0].workers), flush=True)
+        os._exit(0)
+    '''))
+    (dataset / 'net.prototxt').write_text(net_text(dataset, bbox_num=5000, prefetch=3))
+    out = subprocess.run([sys.executable, str(script), str(dataset / 'net.prototxt')],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=60)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2
+    gone = [process_gone(pid) for pid in pids]
+    for pid in (p for p, ended in zip(pids, gone) if not ended):
+        os.kill(pid, signal.SIGKILL)  # leave nothing behind when the test fails
+    assert all(gone)

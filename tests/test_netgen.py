@@ -1,0 +1,338 @@
+"""The generated nets: checked-in files, layer-for-layer agreement with the original, shapes."""
+import copy
+import json
+import os
+
+import pytest
+
+from conftest import ROOT
+
+from mlic import netgen
+
+# Per layer of the four original prototxts: name, type, bottoms, tops, lr/decay mults,
+# num_output, phase (SPEC 11).
+REFERENCE = os.path.join(ROOT, 'tests', 'data', 'original_layers.json')
+
+WSDDN_TRAIN = 'wsddn/wsddn_train.prototxt'
+WSDDN_DEPLOY = 'wsddn/wsddn_deploy.prototxt'
+STAGE1 = 'kd/train_stage1.prototxt'
+STAGE2 = 'kd/train_stage2.prototxt'
+ALL = (WSDDN_TRAIN, WSDDN_DEPLOY, STAGE1, STAGE2)
+TRAIN = (WSDDN_TRAIN, STAGE1, STAGE2)
+KD = (STAGE1, STAGE2)
+WITH_HEADS = (WSDDN_TRAIN, WSDDN_DEPLOY, STAGE2)
+
+# Our generated net for each original prototxt.
+OURS = {WSDDN_TRAIN: 'wsddn_train', WSDDN_DEPLOY: 'wsddn_deploy', STAGE1: 'stage1_train',
+        STAGE2: 'stage2_train'}
+
+
+def by_type(type_):
+    return lambda layer: layer['type'] == type_
+
+
+def by_name(name):
+    return lambda layer: layer['name'] == name
+
+
+def teacher_weights(layer):
+    return layer['lr_mult'] and ('_wsd_' in layer['name'] or
+                                 layer['name'].startswith('temp_branch'))
+
+
+def teacher_dropout(layer):
+    return layer['type'] == 'Dropout' and '_wsd_' in layer['bottom'][0]
+
+
+# Every documented deviation from the original (README.md, "Where we differ from the original"):
+# (original prototxts, which layers, change, argument).
+DEVIATIONS = [
+    # Our Python data layer (caffe_layers.data_layer.MultiLabelRoIDataLayer) for HumanAttData.
+    (TRAIN, by_type('HumanAttData'), 'type', 'Python'),
+    # Padding-aware proposal softmax instead of Softmax over axis 1; it reads the RoI rows.
+    (WITH_HEADS, by_name('proposal_score'), 'type', 'ProposalSoftmax'),
+    (WITH_HEADS, by_name('proposal_score'), 'append_bottom', 'roi'),
+    # Stage 1: RoIDistillationLoss (EuclideanLoss when nothing is padded and top_k is 0).
+    ((STAGE1,), by_name('loss_euclid'), 'type', 'RoIDistillationLoss'),
+    ((STAGE1,), by_name('loss_euclid'), 'append_bottom', 'roi'),
+    # A frozen teacher in both KD stages: lr_mult 0 and decay_mult 0 on every teacher param.
+    (KD, teacher_weights, 'freeze', None),
+    # ... and deterministic teacher features: its dropout layers are left out.
+    (KD, teacher_dropout, 'remove', None),
+]
+
+
+def expected_layers(original, layers):
+    layers = copy.deepcopy(layers)
+    for files, select, change, argument in DEVIATIONS:
+        if original not in files:
+            continue
+        matched = [layer for layer in layers if select(layer)]
+        assert matched, 'deviation %s matches no layer of %s' % (change, original)
+        for layer in matched:
+            if change == 'type':
+                layer['type'] = argument
+            elif change == 'append_bottom':
+                layer['bottom'].append(argument)
+            elif change == 'freeze':
+                layer['lr_mult'] = [0.0] * len(layer['lr_mult'])
+                layer['decay_mult'] = [0.0] * len(layer['decay_mult'])
+            elif change == 'remove':
+                layers.remove(layer)
+    return layers
+
+
+def summary(net):
+    """Our net in the reference's format."""
+    from caffe.proto import caffe_pb2
+    out = []
+    for layer in net.layer:
+        num_output = []
+        for sub in ('convolution_param', 'inner_product_param'):
+            if layer.HasField(sub) and getattr(layer, sub).HasField('num_output'):
+                num_output.append(getattr(layer, sub).num_output)
+        out.append({'name': layer.name, 'type': layer.type, 'bottom': list(layer.bottom),
+                    'top': list(layer.top), 'lr_mult': [p.lr_mult for p in layer.param],
+                    'decay_mult': [p.decay_mult for p in layer.param], 'num_output': num_output,
+                    'phase': [caffe_pb2.Phase.Name(r.phase) for r in layer.include]})
+    return out
+
+
+def parse(text):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(text, net)
+    return net
+
+
+@pytest.mark.parametrize('small', [False, True], ids=['full', 'small'])
+def test_checked_in_files_are_what_the_generator_writes(small):
+    out_dir, cfg, kwargs = netgen.checked_in(small)
+    texts = netgen.net_texts(cfg, out_dir=out_dir, **kwargs)
+    assert sorted(texts) == sorted(netgen.FILES)
+    for key, text in texts.items():
+        path = os.path.join(out_dir, netgen.FILES[key])
+        with open(path) as f:
+            assert f.read() == text, '%s differs from the generator; run tools/generate_nets.py' % path
+
+
+def test_checked_in_solvers_run_from_the_repository_root():
+    for key in ('wsddn_solver', 'stage1_solver', 'stage2_solver', 'student_solver'):
+        from caffe.proto import caffe_pb2
+        from google.protobuf import text_format
+        solver = caffe_pb2.SolverParameter()
+        with open(os.path.join(ROOT, 'prototxt', netgen.FILES[key])) as f:
+            text_format.Merge(f.read(), solver)
+        assert os.path.isfile(os.path.join(ROOT, solver.net))
+        assert os.path.isdir(os.path.dirname(os.path.join(ROOT, solver.snapshot_prefix)))
+        assert not solver.HasField('solver_mode')  # CPU by default, `-gpu N` for GPUs
+    assert netgen.FULL['solver']['wsddn']['base_lr'] == 5e-5  # SPEC 7
+
+
+@pytest.mark.parametrize('original', ALL)
+def test_full_nets_match_the_original_layer_for_layer(original):
+    with open(REFERENCE) as f:
+        reference = json.load(f)[original]
+    texts = netgen.net_texts(netgen.FULL, relative_to=ROOT, out_dir=os.path.join(ROOT, 'prototxt'))
+    ours = summary(parse(texts[OURS[original]]))
+    expected = expected_layers(original, reference)
+    assert [l['name'] for l in ours] == [l['name'] for l in expected]
+    for mine, theirs in zip(ours, expected):
+        assert mine == theirs
+
+
+def test_deviations_are_all_needed():
+    """Without the deviation list the nets would not match: each entry changes something."""
+    with open(REFERENCE) as f:
+        reference = json.load(f)
+    for original in ALL:
+        assert expected_layers(original, reference[original]) != reference[original]
+
+
+def test_original_settings_the_summary_does_not_show():
+    net = {l.name: l for l in parse(netgen.net_texts(netgen.FULL)['stage2_train']).layer}
+    assert net['temp_branch1_learn'].scale_param.filler.value == 2
+    assert net['temp_branch1_learn'].scale_param.axis == 2
+    assert net['temp_branch2_learn'].scale_param.axis == 1
+    assert net['fc8_mscoco_soft'].scale_param.filler.value == pytest.approx(0.2)
+    assert list(net['loss_soft'].propagate_down) == [True, False]
+    assert list(net['reshape_branch1'].reshape_param.shape.dim) == [-1, 500, 80, 1]
+    assert net['image_level_score'].convolution_param.weight_filler.value == 1
+    assert not net['image_level_score'].convolution_param.bias_term
+    # Sigmoid cross entropy normalised by the batch size, as the fork's (stock default here).
+    assert not net['loss_sig'].loss_param.HasField('normalization')
+    stage1 = {l.name: l for l in parse(netgen.net_texts(netgen.FULL)['stage1_train']).layer}
+    assert list(stage1['loss_euclid'].propagate_down) == [False, True, False]
+    assert 'spatial_scale: 0.0625' in stage1['roi_pooling_224'].python_param.param_str
+    assert 'single_scale: 224 origin_scale: 672' in stage1['roi_224'].python_param.param_str
+    wsddn = [l for l in parse(netgen.net_texts(netgen.FULL)['wsddn_train']).layer
+             if l.type == 'Python']
+    assert [l.python_param.param_str.count('scale_factors') for l in wsddn] == [5, 0]
+    assert "batch_size: 32" in wsddn[0].python_param.param_str
+    assert "batch_size: 16" in wsddn[1].python_param.param_str
+
+
+def test_teacher_names_round_trip():
+    for kd, wsddn in (('conv_wsd_5_3', 'conv5_3'), ('fc_wsd_6', 'fc6'), ('fc_wsd_8_c', 'fc8_c'),
+                      ('pool_wsd_1', 'pool1'), ('image_level_score', 'image_level_score')):
+        assert netgen.teacher_layer_name(kd) == wsddn
+    assert netgen.kd_teacher_name('conv1_2') == 'conv_wsd_1_2'
+    assert netgen.kd_teacher_name('fc8_c') == 'fc_wsd_8_c'
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'student_size': 30}, 'student_size'),
+    ({'block_convs': [1, 1]}, 'block_channels and block_convs'),
+    ({'num_clases': 3}, 'unknown config key'),
+    ({'batch_size': {'wsddn': (0, 1), 'stage1': (1, 1), 'stage2': (1, 1), 'student': (1, 1)}},
+     'batch_size'),
+])
+def test_bad_small_config_is_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        netgen.small_config(**overrides)
+
+
+def test_write_nets_paths(tmp_path):
+    cfg = netgen.small_config(num_classes=3, num_proposals=6)
+    paths = netgen.write_nets(str(tmp_path / 'nets'), cfg,
+                              datalists={'train': str(tmp_path / 'a.txt'),
+                                         'test': str(tmp_path / 'b.txt')},
+                              root_folder=str(tmp_path / 'images'))
+    assert sorted(paths) == sorted(netgen.FILES)
+    text = open(paths['wsddn_train']).read()
+    assert "source: '%s'" % (tmp_path / 'a.txt') in text
+    assert "root_folder: '%s/'" % (tmp_path / 'images') in text
+    assert 'att_num: 3 bbox_num: 6' in text
+    solver = open(paths['stage2_solver']).read()
+    assert 'net: "%s"' % paths['stage2_train'] in solver
+    assert 'snapshot_prefix: "%s"' % (tmp_path / 'nets' / 'snapshots' / 'small_stage2') in solver
+    assert (tmp_path / 'nets' / 'snapshots').is_dir()
+
+
+def batch_one(cfg):
+    cfg = copy.deepcopy(cfg)
+    cfg['batch_size'] = {net: (1, 1) for net in netgen.NETS}
+    return cfg
+
+
+def require_layer_types(caffe, net_param):
+    """Fails (rather than letting Caffe abort the process) when a layer type is not built."""
+    known = set(caffe.layer_type_list())
+    missing = sorted(set(l.type for l in net_param.layer) - known)
+    assert not missing, 'layer types not in this build: %s' % ', '.join(missing)
+
+
+def instantiate(caffe, tmp_path, net_param, constant_fillers=True):
+    """pycaffe Net of a NetParameter (TRAIN); constant fillers keep VGG16's set-up quick."""
+    from google.protobuf import text_format
+    require_layer_types(caffe, net_param)
+    if constant_fillers:
+        for layer in net_param.layer:
+            for sub in ('convolution_param', 'inner_product_param'):
+                if layer.HasField(sub):
+                    getattr(layer, sub).weight_filler.type = 'constant'
+    path = tmp_path / (net_param.name + '.prototxt')
+    path.write_text(text_format.MessageToString(net_param))
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+def shapes(net):
+    return {name: tuple(blob.data.shape) for name, blob in net.blobs.items()}
+
+
+FULL_TEACHER_SHAPES = {
+    'data': (1, 3, 672, 672), 'labels': (1, 80), 'list_roi': (1, 2500), 'roi': (500, 6),
+    'conv1_2': (1, 64, 672, 672), 'pool4': (1, 512, 42, 42), 'conv5_3': (1, 512, 42, 42),
+    'roi_pooling': (500, 512, 7, 7), 'fc6': (500, 4096), 'fc7': (500, 4096),
+    'fc8_c': (500, 80), 'reshape_branch2': (1, 500, 80, 1), 'class_score': (1, 500, 80, 1),
+    'proposal_score': (1, 500, 80, 1), 'proposal_class_score': (1, 500, 80, 1),
+    'image_level_score': (1, 1, 80, 1), 'loss': (),
+}
+
+
+def test_full_wsddn_net_has_the_original_shapes(caffe, tmp_path):
+    net = instantiate(caffe, tmp_path, netgen.train_net(batch_one(netgen.FULL), 'wsddn', None,
+                                                        inputs=True))
+    got = shapes(net)
+    for name, shape in FULL_TEACHER_SHAPES.items():
+        assert got[name] == shape, name
+    assert net.params['fc6'][0].data.shape == (4096, 25088)
+    assert net.params['image_level_score'][0].data.shape == (1, 500, 1, 1)
+
+
+def test_full_stage1_net_has_the_original_shapes(caffe, tmp_path):
+    net = instantiate(caffe, tmp_path, netgen.train_net(batch_one(netgen.FULL), 'stage1', None,
+                                                        inputs=True))
+    got = shapes(net)
+    expected = {'roi': (500, 6), 'roi_224': (500, 6), 'conv_wsd_5_3': (1, 512, 42, 42),
+                'roi_pooling': (500, 512, 7, 7), 'fc_wsd_7': (500, 4096),
+                'data_size224': (1, 3, 224, 224), 'conv5_3': (1, 512, 14, 14),
+                'roi_pooling_224': (500, 512, 7, 7), 'fc7': (500, 4096), 'loss_euclid': ()}
+    for name, shape in expected.items():
+        assert got[name] == shape, name
+    assert net.params['fc6'][0].data.shape == net.params['fc_wsd_6'][0].data.shape
+
+
+def test_full_stage2_and_student_nets_have_the_original_shapes(caffe, tmp_path):
+    cfg = batch_one(netgen.FULL)
+    net = instantiate(caffe, tmp_path, netgen.train_net(cfg, 'stage2', None, inputs=True))
+    got = shapes(net)
+    expected = {'conv_wsd_5_3': (1, 512, 42, 42), 'temp_branch1_learn': (1, 500, 80, 1),
+                'image_level_score': (1, 1, 80, 1), 'data_size224': (1, 3, 224, 224),
+                'pool5': (1, 512, 7, 7), 'fc6': (1, 4096), 'fc8_mscoco': (1, 80),
+                'fc8_mscoco_soft': (1, 80), 'loss_soft': (), 'loss_sig': ()}
+    for name, shape in expected.items():
+        assert got[name] == shape, name
+    # The stage-1 student's fc6 (on 7x7 RoI features) fits stage 2's fc6 (on pool5).
+    assert net.params['fc6'][0].data.shape == (4096, 25088)
+    assert net.params['temp_branch1_learn'][0].data.shape == (80,)
+    assert net.params['temp_branch2_learn'][0].data.shape == (500,)
+    del net
+    student = instantiate(caffe, tmp_path, netgen.train_net(cfg, 'student', None, inputs=True))
+    assert shapes(student)['fc8_mscoco'] == (1, 80) and 'loss_sig' in student.blobs
+
+
+def test_full_deploy_nets(caffe):
+    for key in ('wsddn_deploy', 'student_deploy'):
+        require_layer_types(caffe, parse(netgen.net_texts(netgen.FULL)[key]))
+    teacher = caffe.Net(os.path.join(ROOT, 'prototxt', 'wsddn', 'deploy.prototxt'), caffe.TEST)
+    got = shapes(teacher)
+    assert got['imagedata'] == (1, 3, 672, 672) and got['proposaldata'] == (1, 2500, 1, 1)
+    for name in ('roi', 'conv5_3', 'roi_pooling', 'fc7', 'proposal_class_score',
+                 'image_level_score'):
+        assert got[name] == FULL_TEACHER_SHAPES[name], name
+    del teacher
+    student = caffe.Net(os.path.join(ROOT, 'prototxt', 'kd', 'student_deploy.prototxt'),
+                        caffe.TEST)
+    got = shapes(student)
+    assert got['data_size224'] == (1, 3, 224, 224) and got['pool5'] == (1, 512, 7, 7)
+    assert got['score'] == (1, 80)
+
+
+def test_generate_nets_command_line(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'generate_nets.py'),
+                           '--out', 'nets', '--small', '--num-classes', '3',
+                           '--train-list', 'lists/train.txt', '--test-list', 'lists/test.txt'],
+                          cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == len(netgen.FILES)
+    net = (tmp_path / 'nets' / 'wsddn' / 'train.prototxt').read_text()
+    assert "source: 'lists/train.txt'" in net and 'att_num: 3' in net
+    solver = (tmp_path / 'nets' / 'wsddn' / 'solver.prototxt').read_text()
+    assert 'net: "nets/wsddn/train.prototxt"' in solver
+    assert 'snapshot_prefix: "nets/snapshots/small_wsddn"' in solver
+
+
+def test_deploy_nets_describe_themselves(tmp_path):
+    from mlic import deploy
+    paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7))
+    assert deploy.describe(paths['wsddn_deploy']) == {
+        'kind': 'teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8}
+    assert deploy.describe(paths['student_deploy']) == {
+        'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0}
+    with pytest.raises(ValueError, match='not a deploy net'):
+        deploy.describe(paths['stage2_train'])

@@ -1,0 +1,160 @@
+"""The small nets train with the real `caffe train -solver`: teacher, stage 1, stage 2 and the
+labels-only student, with finite falling losses, and a teacher that distillation leaves intact."""
+import math
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_caffe_tool
+
+from mlic import datalist, netgen, surgery
+from mlic.caffe_train import ITERATION_LOSS
+
+ITERATIONS = 30
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+
+
+def write_dataset(folder, cfg, count, seed):
+    """Images with coloured squares (one colour per class), their boxes among the proposals."""
+    rng = np.random.RandomState(seed)
+    size, classes, bbox_num = cfg['image_size'], cfg['num_classes'], cfg['num_proposals']
+    os.makedirs(folder, exist_ok=True)
+    lines = []
+    for index in range(count):
+        image = rng.randint(90, 130, (size, size, 3)).astype(np.uint8)
+        present = rng.choice(classes, rng.randint(1, 3), replace=False)
+        labels = np.zeros(classes)
+        proposals = []
+        for k in present:
+            side = rng.randint(size // 4, size // 2)
+            x, y = rng.randint(0, size - side, 2)
+            image[y:y + side, x:x + side] = COLOURS[k % len(COLOURS)]
+            labels[k] = 1
+            proposals.append((x, y, x + side - 1, y + side - 1, 1.0))
+        while len(proposals) < bbox_num - 1:  # the last row stays padding
+            x1, y1 = rng.randint(0, size // 2, 2)
+            x2, y2 = x1 + rng.randint(8, size // 2), y1 + rng.randint(8, size // 2)
+            proposals.append((x1, y1, x2, y2, round(rng.uniform(0.1, 1), 3)))
+        path = os.path.join(folder, '%03d.png' % index)
+        cv2.imwrite(path, image)
+        padded, _ = datalist.pad_proposals(proposals, bbox_num)
+        lines.append(datalist.format_line(path, labels, padded))
+    with open(os.path.join(folder, 'list.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return os.path.join(folder, 'list.txt')
+
+
+@pytest.fixture(scope='module')
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp('small')
+    cfg = netgen.small_config()
+    for settings in cfg['solver'].values():
+        settings.update(max_iter=ITERATIONS, snapshot=ITERATIONS, test_interval=ITERATIONS,
+                        test_iter=1, display=1, average_loss=1, stepsize=1000)
+    # As many training images as a batch: a few iterations then visibly fit them.
+    lists = {'train': write_dataset(str(root / 'train'), cfg, 4, 0),
+             'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
+    paths = netgen.write_nets(str(root / 'nets'), cfg, datalists=lists)
+    return {'root': root, 'paths': paths, 'cfg': cfg, 'models': {}}
+
+
+def train(small, kind, weights=None):
+    args = ['train', '-solver', small['paths'][kind + '_solver']]
+    if weights:
+        args += ['-weights', weights]
+    done = run_caffe_tool(args, cwd=str(small['root']))
+    assert done.returncode == 0, done.stdout[-3000:]
+    losses = [float(m.group(2)) for m in ITERATION_LOSS.finditer(done.stdout)]
+    assert len(losses) >= ITERATIONS, done.stdout[-3000:]
+    assert all(math.isfinite(loss) for loss in losses), losses
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+    model = os.path.join(str(small['root']), 'nets', 'snapshots',
+                         'small_%s_iter_%d.caffemodel' % (kind, ITERATIONS))
+    assert os.path.exists(model)
+    small['models'][kind] = model
+    return model
+
+
+def assert_teacher_unchanged(init_model, trained_model):
+    init, trained = surgery.weights(init_model), surgery.weights(trained_model)
+    teacher = [name for name in trained if surgery.is_teacher_layer(name) and name in init]
+    assert 'fc_wsd_7' in teacher and 'conv_wsd_1_1' in teacher
+    for name in teacher:
+        for before, after in zip(init[name], trained[name]):
+            assert before.tobytes() == after.tobytes(), name
+
+
+def test_teacher_trains(small):
+    train(small, 'wsddn')
+
+
+def test_stage1_distils_features_from_a_frozen_teacher(small):
+    init = str(small['root'] / 'stage1_init.caffemodel')
+    surgery.stage1_init(small['models']['wsddn'], small['paths']['stage1_train'], init)
+    trained = train(small, 'stage1', init)
+    assert_teacher_unchanged(init, trained)
+    # The student learnt: its conv1_1 moved away from the filler values of the init net.
+    assert 'conv1_1' in surgery.weights(trained)
+
+
+def test_stage2_distils_predictions_from_a_frozen_teacher(small):
+    init = str(small['root'] / 'stage2_init.caffemodel')
+    surgery.stage2_init(small['models']['stage1'], small['models']['wsddn'],
+                        small['paths']['stage2_train'], init)
+    trained = train(small, 'stage2', init)
+    assert_teacher_unchanged(init, trained)
+    weights = surgery.weights(trained)
+    # The teacher's temperature layers (fillers, not in the init) stay at 2.
+    assert (weights['temp_branch1_learn'][0] == small['cfg']['teacher_scale']).all()
+    stage1 = surgery.weights(small['models']['stage1'])
+    assert not np.array_equal(weights['conv1_1'][0], stage1['conv1_1'][0])
+
+
+def test_student_without_distillation_trains(small):
+    train(small, 'student')
+
+
+def run_tool(name, *args):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', name)] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_deploy_scripts_with_the_trained_nets(small, tmp_path):
+    import json
+    paths, test_list = small['paths'], str(small['root'] / 'test' / 'list.txt')
+    out = str(tmp_path / 'teacher')
+    done = run_tool('run_deploy.py', '--net', paths['wsddn_deploy'], '--weights',
+                    small['models']['wsddn'], '--datalist', test_list, '--out', out)
+    assert done.returncode == 0, done.stderr
+    scores = np.load(out + '.npy')
+    assert scores.shape == (4, small['cfg']['num_classes'])
+    assert ((scores >= 0) & (scores <= 1 + 1e-5)).all()  # sums of proposal x class softmaxes
+    assert 0 <= json.load(open(out + '.json'))['mAP'] <= 1
+    assert '| teacher |' in done.stdout
+
+    out = str(tmp_path / 'student')
+    done = run_tool('run_deploy.py', '--net', paths['student_deploy'], '--weights',
+                    small['models']['stage2'], '--datalist', test_list, '--out', out)
+    assert done.returncode == 0, done.stderr
+    assert np.load(out + '.npy').shape == (4, small['cfg']['num_classes'])
+    assert open(out + '.txt').read().split() == [
+        line.split()[0] for line in open(test_list)]
+
+    images = sorted(str(p) for p in (small['root'] / 'test').glob('*.png'))[:2]
+    done = run_tool('predict.py', '--net', paths['student_deploy'], '--weights',
+                    small['models']['stage2'], '--top', '2', *images)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == images[0] and len(lines) == 6
+    done = run_tool('predict.py', '--net', paths['wsddn_deploy'], '--weights',
+                    small['models']['wsddn'], '--datalist', test_list, images[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == images[1] and done.stdout.count(' box ') == 3
+    done = run_tool('predict.py', '--net', paths['wsddn_deploy'], '--weights',
+                    small['models']['wsddn'], images[1])
+    assert done.returncode == 1 and 'needs proposals' in done.stderr

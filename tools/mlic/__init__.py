@@ -1,0 +1,1 @@
+"""The MLIC-KD-WSD Python library: datalists, data, proposals, nets, evaluation, pipeline."""

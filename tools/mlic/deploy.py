@@ -1,0 +1,27 @@
+"""What a deploy net expects, read from its prototxt: teacher or student, sizes, classes."""
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+
+def describe(deploy_path):
+    """{'kind': 'teacher' | 'student', 'image_size', 'num_classes', 'num_proposals'} of one of
+    netgen's deploy nets (wsddn deploy: inputs imagedata + proposaldata; student: data)."""
+    net = caffe_pb2.NetParameter()
+    with open(deploy_path) as f:
+        text_format.Merge(f.read(), net)
+    inputs = dict(zip(net.input, net.input_shape))
+    layers = {layer.name: layer for layer in net.layer}
+    if 'imagedata' in inputs and 'proposaldata' in inputs:
+        kind, image, head = 'teacher', inputs['imagedata'], 'fc8_c'
+        proposals = inputs['proposaldata'].dim[1] // 5
+    elif 'data' in inputs:
+        kind, image, head, proposals = 'student', inputs['data'], 'fc8_mscoco', 0
+    else:
+        raise ValueError('%s: not a deploy net of this project (inputs imagedata + proposaldata '
+                         'for the teacher, data for the student); its inputs: %s'
+                         % (deploy_path, ', '.join(net.input) or 'none'))
+    if head not in layers:
+        raise ValueError('%s: the %s deploy net has no layer %s' % (deploy_path, kind, head))
+    return {'kind': kind, 'image_size': int(image.dim[2]),
+            'num_classes': int(layers[head].inner_product_param.num_output),
+            'num_proposals': int(proposals)}

@@ -1,0 +1,107 @@
+"""Deploy nets over a datalist with pycaffe: the teacher's image-level and per-proposal scores,
+the student's label probabilities. Images are prepared exactly as the data layer's TEST phase
+(resize to the datalist's size, BGR mean subtraction), in batches."""
+import json
+import os
+
+import numpy as np
+
+MEAN_BGR = (103.52, 116.28, 123.675)
+
+
+class TestSet(object):
+    """The images, labels (num_images, C) and padded proposals (num_images, B, 5) of a datalist."""
+
+    def __init__(self, path, num_classes, bbox_num, root_folder=''):
+        from mlic.datalist import Datalist, pad_proposals
+        datalist = Datalist(path, num_classes, bbox_num=bbox_num)
+        self.path = path
+        self.images = [os.path.join(root_folder, e.image_path) for e in datalist]
+        self.labels = np.array([e.labels for e in datalist], dtype=np.float32)
+        self.proposals = np.array([pad_proposals(e.proposals, bbox_num)[0] for e in datalist])
+
+
+def read_datalist(path, num_classes, bbox_num, root_folder=''):
+    return TestSet(path, num_classes, bbox_num, root_folder)
+
+
+def load_images(paths, size, mean=MEAN_BGR):
+    """(N, 3, size, size) float32 blob, as the data layer makes it at TEST time."""
+    from caffe_layers.data_layer import read_image
+    blob = np.empty((len(paths), 3, size, size), dtype=np.float32)
+    for i, path in enumerate(paths):
+        image = read_image(path, size, size)
+        if image is None:
+            raise IOError('cannot read image %s' % path)
+        blob[i] = (image.astype(np.float32) - np.asarray(mean, dtype=np.float32)).transpose(2, 0, 1)
+    return blob
+
+
+def _batches(count, batch_size):
+    for start in range(0, count, batch_size):
+        yield slice(start, min(count, start + batch_size))
+
+
+def open_net(deploy, weights):
+    import caffe
+    import caffe_layers  # noqa: F401  (the plugin's layers)
+    if not os.path.isfile(weights):
+        raise IOError('weights file %s does not exist' % weights)
+    return caffe.Net(deploy, caffe.TEST, weights=weights)
+
+
+def predict_student(deploy, weights, test, cfg, batch_size=32):
+    """(num_images, C) label probabilities of the student deploy net."""
+    net = open_net(deploy, weights)
+    size = cfg['image_size']
+    scores = np.empty((len(test.images), cfg['num_classes']), dtype=np.float32)
+    for part in _batches(len(test.images), batch_size):
+        data = load_images(test.images[part], size)
+        net.blobs['data'].reshape(*data.shape)
+        net.blobs['data'].data[...] = data
+        out = net.forward()
+        scores[part] = out['score'].reshape(len(data), -1)
+    return scores
+
+
+def predict_teacher(deploy, weights, test, cfg, batch_size=8):
+    """The WSDDN deploy net: {'scores': (num_images, C) image-level scores,
+    'boxes': list of (B_i, 4) real proposals, 'proposal_scores': list of (B_i, C)}."""
+    net = open_net(deploy, weights)
+    size, bbox_num, classes = cfg['image_size'], cfg['num_proposals'], cfg['num_classes']
+    count = len(test.images)
+    scores = np.empty((count, classes), dtype=np.float32)
+    boxes, proposal_scores = [], []
+    for part in _batches(count, batch_size):
+        data = load_images(test.images[part], size)
+        proposals = test.proposals[part]
+        net.blobs['imagedata'].reshape(*data.shape)
+        net.blobs['imagedata'].data[...] = data
+        net.blobs['proposaldata'].reshape(len(data), 5 * bbox_num, 1, 1)
+        net.blobs['proposaldata'].data[...] = proposals.reshape(len(data), -1, 1, 1)
+        out = net.forward(blobs=['proposal_class_score'])  # consumed, so not an output
+        scores[part] = out['image_level_score'].reshape(len(data), classes)
+        per_region = out['proposal_class_score'].reshape(len(data), bbox_num, classes)
+        for i in range(len(data)):
+            real = proposals[i, :, 0] >= 0
+            boxes.append(proposals[i, real, :4].copy())
+            proposal_scores.append(per_region[i, real].copy())
+    return {'scores': scores, 'boxes': boxes, 'proposal_scores': proposal_scores}
+
+
+def read_ground_truth(boxes_json, image_paths):
+    """Per image of image_paths, the (class_index, x1, y1, x2, y2, difficult) tuples of a
+    ground-truth box file (converters.write_boxes_json)."""
+    with open(boxes_json) as f:
+        content = json.load(f)
+    by_image = {}
+    for item in content['images']:
+        difficult = item.get('difficult') or [0] * len(item['boxes'])
+        by_image[os.path.abspath(item['image'])] = [
+            (int(k), *map(float, box), int(d))
+            for k, box, d in zip(item['classes'], item['boxes'], difficult)]
+    missing = [p for p in image_paths if os.path.abspath(p) not in by_image]
+    if missing:
+        raise ValueError('%s has no boxes for %d images, e.g. %s'
+                         % (boxes_json, len(missing), missing[0]))
+    return [by_image[os.path.abspath(p)] for p in image_paths]

@@ -1,0 +1,542 @@
+"""The nets and solvers of MLIC-KD-WSD, generated from one definition (SPEC 5).
+
+Every net the project trains or deploys is written by the functions below from a config dict:
+`FULL` mirrors the original (VGG16, 672/224, 500 proposals, 80 classes, its batch sizes), and
+`small_config()` shrinks the same nets for the demo and the tests. The checked-in files under
+prototxt/ (FULL) and prototxt/small/ (small_config()) are exactly what `write_nets` writes;
+regenerate them with tools/generate_nets.py.
+
+Config keys:
+  name              short name, used in snapshot prefixes ('full', 'small')
+  num_classes       C, labels per image (80 for MS-COCO)
+  num_proposals     B, proposals per image (bbox_num)
+  image_size        the teacher's input, new_width = new_height of the data layer (672)
+  student_size      the student's input after Interp (224)
+  block_channels    output channels of the conv blocks ([64, 128, 256, 512, 512]); a 2x2 max
+                    pooling follows every block but the last (the RoI pooling reads the last)
+  block_convs       3x3 convolutions per block ([2, 2, 3, 3, 3])
+  fc_size           outputs of fc6 and fc7 (4096)
+  pooled_size       RoI pooling output (7); must equal student_size / 2**len(blocks), so that
+                    the stage-1 fc6 (on RoI features) fits the stage-2 fc6 (on pool5)
+  score_scale, score_bias   the RoI pooling's proposal-score factor (1, 0)
+  dropout_ratio     of drop6 / drop7 (0.5)
+  conv_filler       weight filler of the 3x3 convolutions (the original has none: its convs always
+                    start from ImageNet VGG16; 'msra' here, harmless when weights are loaded)
+  head_filler       weight filler of the classifiers fc8_c, fc8_d, fc8_mscoco ({'type':
+                    'xavier'}, the original's); the small nets, trained from scratch on
+                    mean-subtracted pixels, need small initial logits (a narrow gaussian)
+  scale_factors     the teacher's multi-scale training (the original's five)
+  mean_value        B, G, R means subtracted by the data layer
+  teacher_scale     stage 2: the teacher's logits are multiplied by this before its softmaxes
+                    (2, "T = 0.5")
+  soft_scale        stage 2: the student's logits are multiplied by this for the soft loss
+                    (0.2, "T = 5")
+  distill_top_k     stage 1: RoIDistillationLoss top_k (0 = every proposal, as the original)
+  batch_size        {net: (train, test)} for 'wsddn', 'stage1', 'stage2', 'student'
+  solver            {net: {SolverParameter field: value}}
+  data_seed         seed of the data layer's shuffling and augmentation (None: not written)
+  datalists         default {'train': path, 'test': path} (relative to the repository root)
+"""
+import copy
+import os
+
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+NETS = ('wsddn', 'stage1', 'stage2', 'student')
+
+# Output files, relative to write_nets' out_dir (the checked-in layout of prototxt/).
+FILES = {
+    'wsddn_train': 'wsddn/train.prototxt',
+    'wsddn_deploy': 'wsddn/deploy.prototxt',
+    'wsddn_solver': 'wsddn/solver.prototxt',
+    'stage1_train': 'kd/stage1_train.prototxt',
+    'stage1_solver': 'kd/stage1_solver.prototxt',
+    'stage2_train': 'kd/stage2_train.prototxt',
+    'stage2_solver': 'kd/stage2_solver.prototxt',
+    'student_train': 'kd/student_train.prototxt',
+    'student_solver': 'kd/student_solver.prototxt',
+    'student_deploy': 'kd/student_deploy.prototxt',
+}
+
+NET_NAMES = {'wsddn': 'VGG16_wsddn', 'stage1': 'stage1', 'stage2': 'stage2',
+             'student': 'student'}
+
+DATA_MODULE = 'caffe_layers.data_layer'
+DATA_LAYER = 'MultiLabelRoIDataLayer'
+
+# (lr_mult, decay_mult) of weights and biases.
+BACKBONE = ((1, 1), (2, 0))
+HEAD = ((10, 10), (20, 0))
+FROZEN = ((0, 0), (0, 0))
+
+# Solver settings the paper does not give are our choices (README.md, "Where we differ from the original"); the teacher's
+# base_lr is the authors' (SPEC 7).
+_COMMON_SOLVER = {'lr_policy': 'step', 'gamma': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005,
+                  'display': 20, 'average_loss': 20, 'test_initialization': False}
+
+FULL = {
+    'name': 'full',
+    'num_classes': 80,
+    'num_proposals': 500,
+    'image_size': 672,
+    'student_size': 224,
+    'block_channels': [64, 128, 256, 512, 512],
+    'block_convs': [2, 2, 3, 3, 3],
+    'fc_size': 4096,
+    'pooled_size': 7,
+    'score_scale': 1.0,
+    'score_bias': 0.0,
+    'dropout_ratio': 0.5,
+    'conv_filler': {'type': 'msra'},
+    'head_filler': {'type': 'xavier'},
+    'scale_factors': [0.714286, 0.857143, 1, 1.095239, 1.238096],
+    'mean_value': [103.52, 116.28, 123.675],
+    'teacher_scale': 2.0,
+    'soft_scale': 0.2,
+    'distill_top_k': 0,
+    'batch_size': {'wsddn': (32, 16), 'stage1': (32, 16), 'stage2': (28, 4),
+                   'student': (28, 4)},
+    'solver': {
+        'wsddn': dict(_COMMON_SOLVER, base_lr=5e-5, stepsize=30000, max_iter=40000,
+                      snapshot=5000, test_iter=100, test_interval=5000),
+        'stage1': dict(_COMMON_SOLVER, base_lr=1e-4, stepsize=20000, max_iter=30000,
+                       snapshot=5000, test_iter=100, test_interval=5000),
+        'stage2': dict(_COMMON_SOLVER, base_lr=1e-3, stepsize=20000, max_iter=30000,
+                       snapshot=5000, test_iter=400, test_interval=5000),
+        'student': dict(_COMMON_SOLVER, base_lr=1e-3, stepsize=20000, max_iter=30000,
+                        snapshot=5000, test_iter=400, test_interval=5000),
+    },
+    'data_seed': None,
+    'datalists': {'train': 'data/coco/train.txt', 'test': 'data/coco/test.txt'},
+}
+
+_SMALL_SOLVER = {'lr_policy': 'step', 'gamma': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005,
+                 'display': 10, 'average_loss': 10, 'test_initialization': False,
+                 'stepsize': 400, 'max_iter': 500, 'snapshot': 500, 'test_iter': 4,
+                 'test_interval': 500, 'random_seed': 1,
+                 # From scratch, WSDDN's loss on probabilities blows up at the first large
+                 # step; clipping keeps the tiny nets' training smooth.
+                 'clip_gradients': 1.0}
+
+SMALL = dict(
+    FULL,
+    name='small',
+    num_classes=5,
+    num_proposals=8,
+    image_size=64,
+    student_size=32,
+    block_channels=[8, 16, 32],
+    block_convs=[1, 1, 1],
+    fc_size=64,
+    pooled_size=4,
+    conv_filler={'type': 'gaussian', 'std': 0.01},
+    head_filler={'type': 'gaussian', 'std': 0.01},
+    batch_size={'wsddn': (4, 4), 'stage1': (4, 4), 'stage2': (4, 4), 'student': (4, 4)},
+    solver={net: dict(_SMALL_SOLVER, base_lr=0.01) for net in NETS},
+    data_seed=1,
+    datalists={'train': 'data/demo/train.txt', 'test': 'data/demo/test.txt'},
+)
+
+
+def small_config(**overrides):
+    """SMALL with `overrides` (config keys, see the module docstring), checked."""
+    cfg = copy.deepcopy(SMALL)
+    for key, value in overrides.items():
+        if key not in cfg:
+            raise ValueError('small_config: unknown config key %r (known: %s)'
+                             % (key, ', '.join(sorted(cfg))))
+        cfg[key] = copy.deepcopy(value)
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg):
+    missing = sorted(set(FULL) - set(cfg))
+    if missing:
+        raise ValueError('net config: missing keys %s' % ', '.join(missing))
+    if len(cfg['block_channels']) != len(cfg['block_convs']) or not cfg['block_channels']:
+        raise ValueError('net config: block_channels and block_convs must be non-empty lists of '
+                         'the same length, got %r and %r'
+                         % (cfg['block_channels'], cfg['block_convs']))
+    stride = 2 ** len(cfg['block_channels'])
+    if cfg['student_size'] != cfg['pooled_size'] * stride:
+        raise ValueError('net config: student_size (%d) must be pooled_size (%d) * 2**%d, so that '
+                         'the student\'s pool5 has the RoI pooling\'s size'
+                         % (cfg['student_size'], cfg['pooled_size'], len(cfg['block_channels'])))
+    for net in NETS:
+        train, test = cfg['batch_size'][net]
+        if train < 1 or test < 1:
+            raise ValueError('net config: batch_size[%r] must be two positive numbers' % net)
+        if net not in cfg['solver']:
+            raise ValueError('net config: solver settings for %r are missing' % net)
+
+
+def spatial_scale(cfg):
+    """Of the last conv block's map relative to the input: one 2x2 pooling per earlier block."""
+    return 1.0 / 2 ** (len(cfg['block_channels']) - 1)
+
+
+def teacher_layer_name(kd_name):
+    """The WSDDN net's name of a teacher layer of the KD nets (conv_wsd_1_1 -> conv1_1,
+    fc_wsd_6 -> fc6, fc_wsd_8_c -> fc8_c); other names are the same in both nets."""
+    for prefix in ('conv', 'fc', 'pool'):
+        if kd_name.startswith(prefix + '_wsd_'):
+            return prefix + kd_name[len(prefix) + len('_wsd_'):]
+    return kd_name
+
+
+def kd_teacher_name(name):
+    """Inverse of teacher_layer_name for the layers that carry weights."""
+    for prefix in ('conv', 'fc'):
+        if name.startswith(prefix) and name[len(prefix):len(prefix) + 1].isdigit():
+            return prefix + '_wsd_' + name[len(prefix):]
+    return name
+
+
+def param_text(fields):
+    """Text of one of our parameter messages from (field, value) pairs; lists repeat a field."""
+    parts = []
+    for key, value in fields:
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(item, bool):
+                text = 'true' if item else 'false'
+            elif isinstance(item, str):
+                text = "'%s'" % item.replace('\\', '\\\\').replace("'", "\\'")
+            elif isinstance(item, float) and item.is_integer():
+                text = str(int(item))
+            else:
+                text = repr(item)
+            parts.append('%s: %s' % (key, text))
+    return ' '.join(parts)
+
+
+def _fill(message, fields):
+    for key, value in fields.items():
+        field = message.DESCRIPTOR.fields_by_name[key]
+        repeated = getattr(field, 'is_repeated', None)  # protobuf >= 5; `label` before
+        if repeated is None:
+            repeated = field.label == field.LABEL_REPEATED
+        if repeated:
+            target = getattr(message, key)
+            for item in value:
+                if field.message_type is not None:
+                    _fill(target.add(), item)
+                else:
+                    target.append(item)
+        elif field.message_type is not None:
+            _fill(getattr(message, key), value)
+        else:
+            setattr(message, key, value)
+
+
+class Net(object):
+    """A NetParameter under construction: add() appends one layer."""
+
+    def __init__(self, name):
+        self.param = caffe_pb2.NetParameter(name=name)
+
+    def add(self, name, type_, bottom=(), top=None, params=(), propagate_down=(),
+            loss_weight=None, phase=None, param_str=None, **fields):
+        layer = self.param.layer.add(name=name, type=type_)
+        layer.bottom.extend(bottom)
+        layer.top.extend([name] if top is None else top)
+        if phase is not None:
+            layer.include.add(phase=phase)
+        for lr_mult, decay_mult in params:
+            layer.param.add(lr_mult=lr_mult, decay_mult=decay_mult)
+        layer.propagate_down.extend(propagate_down)
+        if loss_weight is not None:
+            layer.loss_weight.append(loss_weight)
+        if param_str:
+            layer.python_param.param_str = param_str
+        _fill(layer, fields)
+        return name
+
+    def relu(self, name, blob):
+        self.add(name, 'ReLU', [blob], [blob])
+
+    def dropout(self, cfg, name, blob):
+        self.add(name, 'Dropout', [blob], [blob],
+                 dropout_param={'dropout_ratio': cfg['dropout_ratio']})
+
+    def inner_product(self, name, bottom, num_output, params, frozen_input=False,
+                      weight_filler=None):
+        return self.add(name, 'InnerProduct', [bottom], params=params,
+                        propagate_down=[False] if frozen_input else [],
+                        inner_product_param={'num_output': num_output,
+                                             'weight_filler': weight_filler or {'type': 'xavier'},
+                                             'bias_filler': {'type': 'constant', 'value': 0}})
+
+
+def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
+    """The data layer per phase (tops data, label_roi), or one Input layer when inputs=True."""
+    train_batch, test_batch = cfg['batch_size'][kind]
+    width = cfg['num_classes'] + 5 * cfg['num_proposals']
+    if inputs:
+        size = cfg['image_size']
+        net.add('data', 'Input', top=['data', 'label_roi'], input_param={'shape': [
+            {'dim': [train_batch, 3, size, size]}, {'dim': [train_batch, width]}]})
+        return
+    for phase, batch, train in ((caffe_pb2.TRAIN, train_batch, True),
+                                (caffe_pb2.TEST, test_batch, False)):
+        fields = [('source', datalists['train' if train else 'test']),
+                  ('root_folder', root_folder), ('batch_size', batch), ('shuffle', train),
+                  ('new_width', cfg['image_size']), ('new_height', cfg['image_size'])]
+        if train and kind == 'wsddn':
+            fields.append(('scale_factors', [float(f) for f in cfg['scale_factors']]))
+        fields += [('att_num', cfg['num_classes']), ('bbox_num', cfg['num_proposals']),
+                   ('mirror', train), ('mean_value', [float(m) for m in cfg['mean_value']])]
+        if cfg['data_seed'] is not None:
+            fields.append(('seed', cfg['data_seed']))
+        net.add('data', 'Python', top=['data', 'label_roi'], phase=phase,
+                python_param={'module': DATA_MODULE, 'layer': DATA_LAYER,
+                              'param_str': param_text(fields)})
+
+
+def slice_labels(net, cfg, labels):
+    net.add('slice_label_roi', 'Slice', ['label_roi'], [labels, 'list_roi'],
+            slice_param={'axis': 1, 'slice_point': [cfg['num_classes']]})
+
+
+def conv_blocks(net, cfg, bottom, kd_teacher, params, pool_last):
+    """VGG conv blocks: conv{b}_{i} + relu{b}_{i}, pool{b} after all but the last block (also
+    after the last when pool_last). In the KD nets the teacher's weight and pooling layers are
+    renamed conv_wsd_{b}_{i} / pool_wsd_{b} (its ReLUs keep the original's names)."""
+    blob = bottom
+    blocks = len(cfg['block_channels'])
+    for b, (channels, convs) in enumerate(zip(cfg['block_channels'], cfg['block_convs']), 1):
+        for i in range(1, convs + 1):
+            name = ('conv_wsd_%d_%d' if kd_teacher else 'conv%d_%d') % (b, i)
+            blob = net.add(name, 'Convolution', [blob], params=params,
+                           propagate_down=[False] if kd_teacher else [],
+                           convolution_param={'num_output': channels, 'pad': [1],
+                                              'kernel_size': [3],
+                                              'weight_filler': cfg['conv_filler']})
+            net.relu('relu%d_%d' % (b, i), blob)
+        if b < blocks or pool_last:
+            blob = net.add(('pool_wsd_%d' if kd_teacher else 'pool%d') % b, 'Pooling', [blob],
+                           pooling_param={'pool': caffe_pb2.PoolingParameter.MAX,
+                                          'kernel_size': 2, 'stride': 2})
+    return blob
+
+
+def roi_pooling(net, cfg, name, conv, roi):
+    return net.add(name, 'ROIPooling', [conv, roi], param_str=param_text([
+        ('pooled_h', cfg['pooled_size']), ('pooled_w', cfg['pooled_size']),
+        ('spatial_scale', spatial_scale(cfg)), ('score_scale', float(cfg['score_scale'])),
+        ('score_bias', float(cfg['score_bias']))]))
+
+
+def teacher(net, cfg, image, kd, heads):
+    """WSDDN on `image` and the rows of blob 'roi'. kd: the frozen teacher of a KD net (renamed
+    layers, lr_mult 0 and decay_mult 0 everywhere, no dropout, no gradient into the data; with
+    heads, stage 2's temperature Scale layers)."""
+    params = FROZEN if kd else BACKBONE
+    conv = conv_blocks(net, cfg, image, kd, params, pool_last=False)
+    blob = roi_pooling(net, cfg, 'roi_pooling', conv, 'roi')
+    for index in (6, 7):
+        blob = net.inner_product(('fc_wsd_%d' if kd else 'fc%d') % index, blob, cfg['fc_size'],
+                                 params, frozen_input=kd)
+        net.relu('relu%d' % index, blob)
+        if not kd:
+            net.dropout(cfg, 'drop%d' % index, blob)
+    if not heads:
+        return blob
+    head_params = FROZEN if kd else HEAD
+    shape = {'shape': {'dim': [-1, cfg['num_proposals'], cfg['num_classes'], 1]}}
+    branches = []
+    for branch, head, axis in ((1, 'c', 2), (2, 'd', 1)):
+        fc = net.inner_product(('fc_wsd_8_%s' if kd else 'fc8_%s') % head, blob,
+                               cfg['num_classes'], head_params, frozen_input=kd,
+                               weight_filler=cfg['head_filler'])
+        reshaped = net.add('reshape_branch%d' % branch, 'Reshape', [fc],
+                           propagate_down=[False] if kd and branch == 1 else [],
+                           reshape_param=shape)
+        if kd:
+            reshaped = net.add('temp_branch%d_learn' % branch, 'Scale', [reshaped],
+                               params=[FROZEN[0]],
+                               scale_param={'axis': axis, 'bias_term': False,
+                                            'filler': {'type': 'constant',
+                                                       'value': cfg['teacher_scale']}})
+        branches.append(reshaped)
+    net.add('class_score', 'Softmax', [branches[0]], softmax_param={'axis': 2})
+    net.add('proposal_score', 'ProposalSoftmax', [branches[1], 'roi'])
+    net.add('proposal_class_score', 'Eltwise', ['class_score', 'proposal_score'],
+            eltwise_param={'operation': caffe_pb2.EltwiseParameter.PROD})
+    # A sum over the proposals: a 1x1 convolution over the B "channels" with weights fixed to 1.
+    return net.add('image_level_score', 'Convolution', ['proposal_class_score'],
+                   params=[(0, 0)], propagate_down=[False] if kd else [],
+                   convolution_param={'num_output': 1, 'kernel_size': [1], 'bias_term': False,
+                                      'weight_filler': {'type': 'constant', 'value': 1}})
+
+
+def student_trunk(net, cfg, image, roi=None):
+    """Interp to student_size, VGG conv blocks, then RoI pooling on `roi` (stage 1) or pool5, and
+    fc6/fc7. Returns fc7's blob."""
+    size = cfg['student_size']
+    # The original's name, whatever the size.
+    small = net.add('data_size224', 'Interp', [image],
+                    param_str=param_text([('height', size), ('width', size)]))
+    conv = conv_blocks(net, cfg, small, False, BACKBONE, pool_last=roi is None)
+    blob = conv if roi is None else roi_pooling(net, cfg, 'roi_pooling_224', conv, roi)
+    for index in (6, 7):
+        blob = net.inner_product('fc%d' % index, blob, cfg['fc_size'], BACKBONE)
+        net.relu('relu%d' % index, blob)
+        net.dropout(cfg, 'drop%d' % index, blob)
+    return blob
+
+
+def classifier(net, cfg, fc7):
+    return net.inner_product('fc8_mscoco', fc7, cfg['num_classes'], HEAD,
+                             weight_filler=cfg['head_filler'])
+
+
+def train_net(cfg, kind, datalists, root_folder='', inputs=False):
+    """NetParameter of the training net `kind` (one of NETS)."""
+    net = Net(NET_NAMES[kind])
+    data_layers(net, cfg, kind, datalists, root_folder, inputs)
+    labels = 'labels' if kind == 'wsddn' else 'label'
+    slice_labels(net, cfg, labels)
+    if kind == 'wsddn':
+        net.add('roi', 'WsdRoigen', ['list_roi'])
+        score = teacher(net, cfg, 'data', kd=False, heads=True)
+        net.add('loss', 'CrossEntropyLoss', [score, labels], loss_weight=1)
+    elif kind == 'stage1':
+        net.add('silence', 'Silence', [labels], top=[])
+        net.add('roi', 'WsdRoigen', ['list_roi'])
+        net.add('roi_224', 'WsdRoigenSingleScale', ['list_roi'], param_str=param_text([
+            ('single_scale', float(cfg['student_size'])),
+            ('origin_scale', float(cfg['image_size']))]))
+        target = teacher(net, cfg, 'data', kd=True, heads=False)
+        fc7 = student_trunk(net, cfg, 'data', roi='roi_224')
+        top_k = cfg['distill_top_k']
+        net.add('loss_euclid', 'RoIDistillationLoss', [target, fc7, 'roi'],
+                propagate_down=[False, True, False], loss_weight=1,
+                param_str=param_text([('top_k', top_k)]) if top_k else None)
+    elif kind == 'stage2':
+        net.add('roi', 'WsdRoigen', ['list_roi'])
+        soft_target = teacher(net, cfg, 'data', kd=True, heads=True)
+        logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
+        soft = net.add('fc8_mscoco_soft', 'Scale', [logits], params=[(10, 0)],
+                       scale_param={'bias_term': False, 'filler': {
+                           'type': 'constant', 'value': cfg['soft_scale']}})
+        net.add('loss_soft', 'SigmoidCrossEntropyLoss', [soft, soft_target],
+                propagate_down=[True, False], loss_weight=1)
+        net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, labels],
+                propagate_down=[True, False], loss_weight=1)
+    elif kind == 'student':
+        net.add('silence', 'Silence', ['list_roi'], top=[])
+        logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
+        net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, labels],
+                propagate_down=[True, False], loss_weight=1)
+    else:
+        raise ValueError('unknown net %r (one of %s)' % (kind, ', '.join(NETS)))
+    return net.param
+
+
+def wsddn_deploy_net(cfg):
+    """The teacher at test time: inputs imagedata (1, 3, S, S) and proposaldata (1, 5B, 1, 1);
+    outputs proposal_class_score (N, B, C, 1) and image_level_score (N, 1, C, 1)."""
+    net = Net('VGG16_wsddn')
+    size = cfg['image_size']
+    net.param.input.extend(['imagedata', 'proposaldata'])
+    net.param.input_shape.add(dim=[1, 3, size, size])
+    net.param.input_shape.add(dim=[1, 5 * cfg['num_proposals'], 1, 1])
+    net.add('roi', 'WsdRoigen', ['proposaldata'])
+    teacher(net, cfg, 'imagedata', kd=False, heads=True)
+    return net.param
+
+
+def student_deploy_net(cfg):
+    """The student at test time: input data (1, 3, S, S) preprocessed like the datalist's images
+    (any size works: Interp resizes to student_size); output score = sigmoid(fc8_mscoco)."""
+    net = Net('student')
+    size = cfg['image_size']
+    net.param.input.append('data')
+    net.param.input_shape.add(dim=[1, 3, size, size])
+    logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
+    net.add('score', 'Sigmoid', [logits])
+    return net.param
+
+
+def solver_param(cfg, kind, net_path, snapshot_prefix):
+    solver = caffe_pb2.SolverParameter(net=net_path, snapshot_prefix=snapshot_prefix)
+    settings = dict(cfg['solver'][kind])
+    test_iter = settings.pop('test_iter', None)
+    if test_iter:
+        solver.test_iter.append(test_iter)
+    for key, value in settings.items():
+        setattr(solver, key, value)
+    return solver
+
+
+def to_text(message, header):
+    # Single quotes inside param_str need no escape in a double-quoted prototxt string.
+    body = text_format.MessageToString(message).replace("\\'", "'")
+    return ''.join('# %s\n' % line for line in header) + body
+
+
+def _path(path, relative_to):
+    path = os.path.abspath(path)
+    return os.path.relpath(path, relative_to) if relative_to else path
+
+
+def net_texts(cfg, datalists=None, root_folder='', snapshot_dir=None, relative_to=None,
+              out_dir='.'):
+    """{key of FILES: file text} of every net and solver."""
+    check_config(cfg)
+    datalists = dict(cfg['datalists'], **(datalists or {}))
+    datalists = {k: _path(v, relative_to) for k, v in datalists.items()}
+    if root_folder:
+        root_folder = _path(root_folder, relative_to).rstrip('/') + '/'
+    snapshot_dir = snapshot_dir or os.path.join(out_dir, 'snapshots')
+    prefix = '' if cfg['name'] == 'full' else cfg['name'] + '_'
+    header = ['Generated by tools/generate_nets.py (tools/mlic/netgen.py, config "%s").'
+              % cfg['name'], 'Edit the generator, not this file.']
+    texts = {
+        'wsddn_deploy': to_text(wsddn_deploy_net(cfg), header),
+        'student_deploy': to_text(student_deploy_net(cfg), header),
+    }
+    for kind in NETS:
+        net_key, solver_key = kind + '_train', kind + '_solver'
+        texts[net_key] = to_text(train_net(cfg, kind, datalists, root_folder), header)
+        net_path = _path(os.path.join(out_dir, FILES[net_key]), relative_to)
+        snapshot = _path(os.path.join(snapshot_dir, prefix + kind), relative_to)
+        texts[solver_key] = to_text(solver_param(cfg, kind, net_path, snapshot), header)
+    return texts
+
+
+def write_nets(out_dir, cfg, datalists=None, root_folder='', snapshot_dir=None,
+               relative_to=None):
+    """Writes every net and solver of `cfg` under out_dir (layout: FILES); returns
+    {key: path}.
+
+    datalists: {'train': path, 'test': path}, default cfg['datalists'].
+    root_folder: prefix of the datalists' image paths ('' = paths as written in the lists).
+    snapshot_dir: where the solvers write snapshots (default out_dir/snapshots; created).
+    relative_to: the directory caffe will be run from; paths inside the files (datalists, the
+    solvers' nets and snapshot prefixes) are written relative to it, or absolute when None.
+    """
+    snapshot_dir = snapshot_dir or os.path.join(out_dir, 'snapshots')
+    texts = net_texts(cfg, datalists, root_folder, snapshot_dir, relative_to, out_dir)
+    os.makedirs(snapshot_dir, exist_ok=True)
+    paths = {}
+    for key, text in texts.items():
+        path = os.path.join(out_dir, FILES[key])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            f.write(text)
+        paths[key] = path
+    return paths
+
+
+def checked_in(small):
+    """(out_dir, cfg, keyword arguments) that write the checked-in prototxt/ or prototxt/small/."""
+    out_dir = os.path.join(ROOT, 'prototxt', 'small') if small else os.path.join(ROOT, 'prototxt')
+    cfg = small_config() if small else copy.deepcopy(FULL)
+    datalists = {k: os.path.join(ROOT, v) for k, v in cfg['datalists'].items()}
+    return out_dir, cfg, dict(datalists=datalists, snapshot_dir=os.path.join(ROOT, 'snapshots'),
+                              relative_to=ROOT)

@@ -1,0 +1,248 @@
+"""Weight surgery between the nets: teacher -> stage-1 init, stage 1 (+ teacher) -> stage-2 init.
+
+Caffe's `-weights` copies layers by name and silently leaves every layer it does not find at
+its filler. The KD nets name the teacher's layers conv_wsd_*, fc_wsd_* (netgen), so a teacher
+.caffemodel given straight to `-weights` fills nothing of the teacher: the original then
+distilled from a random teacher (its stage 1 "gives NaN", SPEC 10). Here every weight layer of
+the target net must be filled from a source, or be one of the layers the recipe initialises from
+fillers on purpose; a missing source layer or a shape mismatch is an error naming both layers.
+"""
+import collections
+import os
+import tempfile
+
+import numpy as np
+
+from mlic import netgen
+
+
+class SurgeryError(ValueError):
+    pass
+
+
+def read_net(path):
+    """NetParameter of a .caffemodel (binary) or .prototxt (text)."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    if not os.path.isfile(path):
+        raise SurgeryError('%s: no such file' % path)
+    with open(path, 'rb') as f:
+        data = f.read()
+    if path.endswith('.prototxt'):
+        text_format.Merge(data.decode(), net)
+    else:
+        try:
+            net.ParseFromString(data)
+        except Exception as error:  # protobuf's DecodeError: say which file
+            raise SurgeryError('%s: not a Caffe .caffemodel (%s)' % (path, error))
+    return net
+
+
+def blob_array(blob):
+    """A BlobProto as a numpy array (new shape field, or the legacy num/channels/h/w)."""
+    if blob.HasField('shape'):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    data = blob.double_data if len(blob.double_data) else blob.data
+    return np.asarray(data, dtype=np.float32).reshape(shape)
+
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7f
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def blob_bytes(array, shape):
+    """A serialised BlobProto (shape, packed float data), built directly: VGG16's fc6 alone has
+    1e8 weights, too many to pass through a Python list."""
+    from caffe.proto import caffe_pb2
+    shape_bytes = caffe_pb2.BlobShape(dim=list(shape)).SerializeToString()
+    data = np.ascontiguousarray(array, dtype='<f4').tobytes()
+    # Field 7 (shape) and field 5 (data), both length-delimited (wire type 2).
+    return (bytes([7 << 3 | 2]) + _varint(len(shape_bytes)) + shape_bytes
+            + bytes([5 << 3 | 2]) + _varint(len(data)) + data)
+
+
+def weights(path):
+    """{layer name: [arrays]} of the layers with weights in a .caffemodel (V1 or V2 layers)."""
+    net = read_net(path)
+    out = collections.OrderedDict()
+    for layer in list(net.layer) + list(net.layers):
+        if len(layer.blobs) and layer.name not in out:
+            out[layer.name] = [blob_array(b) for b in layer.blobs]
+    return out
+
+
+def _replace_data_layers(net):
+    """The train net with its Python data layers replaced by one Input layer (batch 1) and every
+    filler made constant: enough to read the parameter shapes quickly."""
+    import caffe_layers  # noqa: F401  (puts mlic_layers_pb2 on the path)
+    import mlic_layers_pb2
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    original = caffe_pb2.NetParameter()
+    original.CopyFrom(net)
+    del net.layer[:]
+    layers = original.layer
+    done = False
+    for layer in layers:
+        if layer.type == 'Python' and layer.python_param.module == netgen.DATA_MODULE:
+            if done:
+                continue
+            param = mlic_layers_pb2.MultiLabelRoIDataParameter()
+            text_format.Merge(layer.python_param.param_str, param)
+            size = (param.new_height, param.new_width)
+            width = param.att_num + 5 * param.bbox_num
+            new = net.layer.add(name=layer.name, type='Input')
+            new.top.extend(layer.top)
+            new.input_param.shape.add(dim=[1, 3, size[0], size[1]])
+            new.input_param.shape.add(dim=[1, width])
+            done = True
+            continue
+        new = net.layer.add()
+        new.CopyFrom(layer)
+        for sub in ('convolution_param', 'inner_product_param'):
+            if new.HasField(sub):
+                getattr(new, sub).weight_filler.type = 'constant'
+                getattr(new, sub).bias_filler.type = 'constant'
+        if new.HasField('scale_param'):
+            new.scale_param.filler.type = 'constant'
+    return net
+
+
+def param_shapes(prototxt):
+    """{layer name: [param shapes]} of a net, by instantiating it in pycaffe (TRAIN phase, batch
+    1, constant fillers). Only the first layer of a repeated name is kept, as Caffe copies."""
+    import caffe
+    from google.protobuf import text_format
+    net_param = _replace_data_layers(read_net(prototxt))
+    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
+        f.write(text_format.MessageToString(net_param))
+    try:
+        net = caffe.Net(f.name, caffe.TRAIN)
+    finally:
+        os.unlink(f.name)
+    shapes = collections.OrderedDict()
+    for name, layer in zip(net._layer_names, net.layers):
+        if len(layer.blobs) and name not in shapes:
+            shapes[name] = [tuple(b.data.shape) for b in layer.blobs]
+    return shapes
+
+
+def _fits(array, shape):
+    """Caffe's ShapeEquals: same shape, or a legacy 4-D blob whose dims match the target's
+    padded with leading 1s (ImageNet VGG16's fc layers are stored as (1, 1, out, in))."""
+    if tuple(array.shape) == tuple(shape):
+        return True
+    if array.ndim == 4 and len(shape) <= 4:
+        return tuple(array.shape) == (1,) * (4 - len(shape)) + tuple(shape)
+    return False
+
+
+def build(target_prototxt, recipe, out_path):
+    """Writes out_path with every weight layer of the target net filled per `recipe`.
+
+    recipe(layer_name) -> (source_path, source_weights, source_layer) or None for a layer that
+    is initialised by its filler on purpose. Returns {target layer: 'source:layer' or 'filler'}.
+    """
+    from caffe.proto import caffe_pb2
+    shapes = param_shapes(target_prototxt)
+    out = caffe_pb2.NetParameter(name=read_net(target_prototxt).name)
+    report = collections.OrderedDict()
+    for name, target_shapes in shapes.items():
+        source = recipe(name)
+        if source is None:
+            report[name] = 'filler'
+            continue
+        path, source_weights, source_name = source
+        if source_name not in source_weights:
+            raise SurgeryError(
+                'layer "%s" of %s needs layer "%s" of %s, which has no such layer (its weight '
+                'layers: %s)' % (name, target_prototxt, source_name, path,
+                                 ', '.join(source_weights) or 'none'))
+        arrays = source_weights[source_name]
+        if len(arrays) != len(target_shapes):
+            raise SurgeryError('layer "%s" of %s has %d parameter blobs but layer "%s" of %s has '
+                               '%d' % (name, target_prototxt, len(target_shapes), source_name,
+                                       path, len(arrays)))
+        layer = out.layer.add(name=name)
+        for index, (array, shape) in enumerate(zip(arrays, target_shapes)):
+            if not _fits(array, shape):
+                raise SurgeryError(
+                    'shape mismatch: layer "%s" param %d of %s is %s but layer "%s" param %d of '
+                    '%s is %s' % (name, index, target_prototxt, 'x'.join(map(str, shape)),
+                                  source_name, index, path, 'x'.join(map(str, array.shape))))
+            layer.blobs.add().MergeFromString(blob_bytes(array, shape))
+        report[name] = '%s:%s' % (path, source_name)
+    directory = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(directory, exist_ok=True)
+    with open(out_path, 'wb') as f:
+        f.write(out.SerializeToString())
+    return report
+
+
+def is_teacher_layer(name):
+    """Teacher layers of the KD nets: the renamed ones and the teacher-only layers."""
+    return ('_wsd_' in name or name.startswith('temp_branch')
+            or name == 'image_level_score')
+
+
+# Layers stage 2 initialises from their fillers: the teacher's temperatures (constant 2), the
+# student's classifier (xavier) and its soft-target temperature (constant 0.2).
+STAGE2_FROM_FILLERS = ('temp_branch1_learn', 'temp_branch2_learn', 'fc8_mscoco',
+                       'fc8_mscoco_soft')
+
+
+def _check_teacher(path, teacher):
+    """The student nets share the teacher's layer names (conv1_1 .. fc7) and shapes, so a swapped
+    argument would pass every shape check: a WSDDN model is the one with both heads."""
+    missing = [name for name in ('fc8_c', 'fc8_d') if name not in teacher]
+    if missing:
+        raise SurgeryError('%s is not a trained WSDDN teacher: it has no layer %s (its weight '
+                           'layers: %s)' % (path, ' or '.join(missing), ', '.join(teacher)))
+
+
+def stage1_init(teacher_model, target_prototxt, out_path, imagenet_model=None):
+    """Stage-1 init: the teacher's conv/fc6/fc7 under conv_wsd_*/fc_wsd_* names; the student
+    from an ImageNet VGG16 .caffemodel (conv*, fc6, fc7) when given, else its fillers."""
+    teacher = weights(teacher_model)
+    _check_teacher(teacher_model, teacher)
+    imagenet = weights(imagenet_model) if imagenet_model else None
+
+    def recipe(name):
+        if is_teacher_layer(name):
+            return teacher_model, teacher, netgen.teacher_layer_name(name)
+        if imagenet is None:
+            return None
+        return imagenet_model, imagenet, name
+    return build(target_prototxt, recipe, out_path)
+
+
+def stage2_init(stage1_model, teacher_model, target_prototxt, out_path):
+    """Stage-2 init: the teacher (with its fc8_c/fc8_d heads) from the WSDDN .caffemodel, the
+    student's conv/fc6/fc7 from the stage-1 result, or from its fillers when stage1_model is None
+    (stage 2 without stage 1); see STAGE2_FROM_FILLERS for the rest."""
+    teacher = weights(teacher_model)
+    _check_teacher(teacher_model, teacher)
+    stage1 = weights(stage1_model) if stage1_model else None
+    if stage1 is not None and not any('_wsd_' in name for name in stage1):
+        raise SurgeryError('%s is not a stage-1 result: it has no conv_wsd_* / fc_wsd_* layers '
+                           '(its weight layers: %s); stage 2 takes the stage-1 .caffemodel and '
+                           'the WSDDN teacher\'s' % (stage1_model, ', '.join(stage1)))
+
+    def recipe(name):
+        if name in STAGE2_FROM_FILLERS:
+            return None
+        if is_teacher_layer(name):
+            return teacher_model, teacher, netgen.teacher_layer_name(name)
+        if stage1 is None:
+            return None
+        return stage1_model, stage1, name
+    return build(target_prototxt, recipe, out_path)
