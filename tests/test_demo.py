@@ -1,0 +1,44 @@
+"""The embedded demo in quick mode: every step through the real caffe tool, the table produced
+with finite numbers, and a rerun that redoes nothing (the resume path)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import cv2
+
+from conftest import ROOT
+
+DEMO = os.path.join(ROOT, 'tools', 'demo.py')
+ROWS = ['Teacher (WSDDN)', 'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'Student w/ KD']
+
+
+def run_demo(folder):
+    return subprocess.run([sys.executable, DEMO, '--quick', '--folder', str(folder)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
+
+
+def test_quick_demo_produces_the_table_and_resumes(tmp_path):
+    folder = tmp_path / 'quick'
+    first = run_demo(folder)
+    assert first.returncode == 0, first.stdout[-3000:]
+    table = json.loads((folder / 'results.json').read_text())
+    assert [row['name'] for row in table['rows']] == ROWS
+    for row in table['rows']:
+        for column, cell in row['values'].items():
+            assert math.isfinite(cell['mean']), (row['name'], column, cell)
+            assert 0 <= cell['mean'] <= 100
+    markdown = (folder / 'results.md').read_text()
+    assert all(name in markdown for name in ROWS) and 'CorLoc' in markdown
+    for png in ('training_curves.png', 'top3_examples.png'):
+        image = cv2.imread(str(folder / png))
+        assert image is not None and image.std() > 0, png
+    for step in ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only'):
+        assert (folder / 'seed1' / step / 'final.caffemodel').exists(), step
+
+    again = run_demo(folder)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert 'training' not in again.stdout and 'generating' not in again.stdout
+    assert again.stdout.count('done already') == 10  # data .. evaluate
