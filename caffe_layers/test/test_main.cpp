@@ -14,8 +14,11 @@ int main(int argc, char** argv) {
   caffe::GlobalInit(&argc, &argv);
 #ifndef CPU_ONLY
   int device = 0;
-  if (const char* env = getenv("MLIC_TEST_GPU")) device = atoi(env);
-  cudaGetDevice(&device);
+  if (const char* env = getenv("MLIC_TEST_GPU")) {
+    device = atoi(env);
+  } else {
+    cudaGetDevice(&device);
+  }
   caffe::Caffe::SetDevice(device);
   cudaGetDeviceProperties(&caffe::CAFFE_TEST_CUDA_PROP, device);
   std::cout << "Testing on GPU " << device << ": " << caffe::CAFFE_TEST_CUDA_PROP.name << std::endl;
