@@ -81,6 +81,7 @@ JOBS=${MLIC_JOBS:-$(nproc)}
 mkdir -p "$LOGS" "$(dirname "$PREFIX")"
 if [ -n "$CUDNN_NOTE" ]; then echo "    $CUDNN_NOTE"; fi
 
+exec 3>&1
 stage() {
   local name=$1; shift
   local log=$LOGS/caffe-$name.log
@@ -127,16 +128,22 @@ configure() {
     ${PYTHON_EXECUTABLE:+-DPYTHON_EXECUTABLE="$PYTHON_EXECUTABLE"}
 }
 
-# make's own [ NN%] lines go to the log; a line of progress every 20 s goes to the terminal.
+# make's output goes to its own log; a line of progress every 20 s goes to the terminal (fd 3,
+# saved before stage() sends the step's own output to the step log).
 compile() {
-  local log=$LOGS/caffe-compile.log
+  local log=$LOGS/caffe-make.log
   make -C "$WORK/build" -j "$JOBS" all pycaffe >"$log" 2>&1 &
   local pid=$!
   while kill -0 $pid 2>/dev/null; do
     sleep 20
-    kill -0 $pid 2>/dev/null && printf '[%s] ' "$(grep -oE '^\[ *[0-9]+%\]' "$log" | tail -n1 | tr -d '[] ')" >&2
+    kill -0 $pid 2>/dev/null &&
+      printf '[%s] ' "$(grep -oE '^\[ *[0-9]+%\]' "$log" | tail -n1 | tr -d '[] ')" >&3
   done
-  wait $pid
+  if ! wait $pid; then
+    echo "make failed; full output: $log"
+    tail -n 60 "$log"
+    return 1
+  fi
 }
 
 install_prefix() {
