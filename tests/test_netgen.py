@@ -3,6 +3,7 @@ import copy
 import json
 import os
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -336,3 +337,16 @@ def test_deploy_nets_describe_themselves(tmp_path):
         'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0}
     with pytest.raises(ValueError, match='not a deploy net'):
         deploy.describe(paths['stage2_train'])
+
+
+def test_input_scale_reaches_the_data_layers_and_the_deploy_nets(caffe, tmp_path):
+    cfg = netgen.small_config(num_classes=3, input_scale=0.25)
+    paths = netgen.write_nets(str(tmp_path), cfg)
+    for kind in netgen.NETS:
+        text = open(paths[kind + '_train']).read()
+        assert text.count('123.675 scale: 0.25') == 2, kind  # the TRAIN and the TEST data layer
+    net = caffe.Net(paths['student_deploy'], caffe.TEST)
+    pixels = np.random.RandomState(0).uniform(-128, 128, net.blobs['data'].data.shape)
+    net.blobs['data'].data[...] = pixels
+    net.forward()
+    np.testing.assert_allclose(net.blobs['data'].data, 0.25 * pixels, rtol=1e-6)
