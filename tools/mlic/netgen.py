@@ -22,8 +22,11 @@ Config keys:
   dropout_ratio     of drop6 / drop7 (0.5)
   conv_filler       weight filler of the 3x3 convolutions (the original has none: its convs always
                     start from ImageNet VGG16; 'msra' here, harmless when weights are loaded)
-  batch_norm        BatchNorm + Scale after every 3x3 convolution (False: the original has none;
-                    the small nets, trained from scratch in minutes, need it to learn at all).
+  batch_norm        BatchNorm + Scale after every 3x3 convolution and after fc6 / fc7 (False:
+                    the original has none). The small nets train from scratch: there fc6 reads
+                    non-negative, uncentred pool features, so each unit is on for nearly every
+                    image or for none, a small bias drift switches them all off and the net's
+                    output stops depending on the image.
                     Named <conv>_bn / <conv>_scale so they follow their convolution through the
                     teacher renaming and weight surgery; the frozen teacher of the KD nets uses
                     its stored statistics
@@ -365,6 +368,8 @@ def teacher(net, cfg, image, kd, heads):
     for index in (6, 7):
         blob = net.inner_product(('fc_wsd_%d' if kd else 'fc%d') % index, blob, cfg['fc_size'],
                                  params, frozen_input=kd)
+        if cfg['batch_norm']:
+            batch_norm(net, blob, kd, params)
         net.relu('relu%d' % index, blob)
         if not kd:
             net.dropout(cfg, 'drop%d' % index, blob)
@@ -409,6 +414,8 @@ def student_trunk(net, cfg, image, roi=None):
     blob = conv if roi is None else roi_pooling(net, cfg, 'roi_pooling_224', conv, roi)
     for index in (6, 7):
         blob = net.inner_product('fc%d' % index, blob, cfg['fc_size'], BACKBONE)
+        if cfg['batch_norm']:
+            batch_norm(net, blob, False, BACKBONE)
         net.relu('relu%d' % index, blob)
         net.dropout(cfg, 'drop%d' % index, blob)
     return blob
