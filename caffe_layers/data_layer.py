@@ -1,6 +1,6 @@
 """MultiLabelRoIDataLayer: the original's HumanAttData data layer as a pycaffe Python layer.
 
-Tops: `data` (N, 3, H, W) float32 BGR minus mean_value, and `label_roi` (N, C + 5B): the C labels
+Tops: `data` (N, 3, H, W) float32 BGR minus mean_value, times scale, and `label_roi` (N, C + 5B): the C labels
 then bbox_num proposal rows x1 y1 x2 y2 s (short lists padded with the padding row), the layout
 a Slice at C and WsdRoigen expect. Parameters: the text of mlic.MultiLabelRoIDataParameter
 (caffe_layers/proto/mlic_layers.proto) in python_param.param_str.
@@ -78,6 +78,8 @@ def check_param(param):
     if len(param.mean_value) not in (0, 1, 3):
         raise DataLayerError('mean_value', 'give 1 value or 3 (B, G, R), not %d'
                              % len(param.mean_value))
+    if not np.isfinite(param.scale) or param.scale <= 0:
+        raise DataLayerError('scale', 'must be a positive number, got %g' % param.scale)
     if param.workers == 0:
         raise DataLayerError('workers', 'must be at least 1')
     if param.prefetch == 0:
@@ -199,6 +201,8 @@ class BatchMaker(object):
                 image = cv2.flip(image, 1)
             for c in range(3):
                 np.subtract(image[:, :, c], self.mean[c], out=data[i, c], dtype=np.float32)
+            if p.scale != 1:
+                data[i] *= np.float32(p.scale)
             proposals, _ = pad_proposals(entry.proposals, p.bbox_num)
             label_roi[i, :p.att_num] = entry.labels
             label_roi[i, p.att_num:] = transform_proposals(proposals, scale, mirrors[i],

@@ -184,6 +184,20 @@ def test_test_phase_neither_scales_nor_mirrors(caffe, dataset):
     assert order == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]  # datalist order, wrapping around
 
 
+def test_scale_multiplies_the_mean_subtracted_pixels(caffe, dataset):
+    net = make_net(caffe, dataset, caffe.TRAIN, batch_size=4, mirror=True, shuffle=True,
+                   scale_factors=[0.75], scale=0.125)
+    for _ in range(2):
+        net.forward()
+        for n, row in enumerate(net.blobs['label_roi'].data):
+            i = int(np.argmax(row[:C]))
+            mirror = not np.allclose(net.blobs['data'].data[n],
+                                     0.125 * expected_image(dataset, i, 0.75, False))
+            np.testing.assert_allclose(net.blobs['data'].data[n],
+                                       0.125 * expected_image(dataset, i, 0.75, mirror),
+                                       atol=1e-5)
+
+
 def batches(net, count):
     out = []
     for _ in range(count):
@@ -234,6 +248,7 @@ def test_unreadable_image_can_be_skipped_and_counted(caffe, dataset, caplog):
     (dict(mean_value=[1.0, 2.0]), r'mean_value: give 1 value or 3'),
     (dict(scale_factors=[-0.5]), r'scale_factors: -0.5 gives no image'),
     (dict(batch_size=0), r'batch_size: must be positive'),
+    (dict(scale=0), r'scale: must be a positive number'),
     (dict(colour='yes'), r'python_param.param_str: cannot parse'),
 ])
 def test_bad_parameters_name_layer_and_field(caffe, dataset, overrides, message):

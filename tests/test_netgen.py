@@ -3,6 +3,7 @@ import copy
 import json
 import os
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -336,3 +337,34 @@ def test_deploy_nets_describe_themselves(tmp_path):
         'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0}
     with pytest.raises(ValueError, match='not a deploy net'):
         deploy.describe(paths['stage2_train'])
+
+
+def test_input_scale_reaches_the_data_layers_and_the_deploy_nets(caffe, tmp_path):
+    cfg = netgen.small_config(num_classes=3, input_scale=0.25)
+    paths = netgen.write_nets(str(tmp_path), cfg)
+    for kind in netgen.NETS:
+        text = open(paths[kind + '_train']).read()
+        assert text.count('123.675 scale: 0.25') == 2, kind  # the TRAIN and the TEST data layer
+    net = caffe.Net(paths['student_deploy'], caffe.TEST)
+    pixels = np.random.RandomState(0).uniform(-128, 128, net.blobs['data'].data.shape)
+    net.blobs['data'].data[...] = pixels
+    net.forward()
+    np.testing.assert_allclose(net.blobs['data'].data, 0.25 * pixels, rtol=1e-6)
+
+
+def test_batch_norm_follows_every_conv_and_fc6_fc7_and_freezes_with_the_teacher(caffe, tmp_path):
+    cfg = netgen.small_config(num_classes=3, batch_norm=True)
+    paths = netgen.write_nets(str(tmp_path), cfg)
+    stage2 = {l.name: l for l in parse(open(paths['stage2_train']).read()).layer}
+    for conv in ('conv1_1', 'conv2_1', 'conv3_1', 'fc6', 'fc7'):
+        teacher = netgen.kd_teacher_name(conv)
+        for name, frozen in ((conv, False), (teacher, True)):
+            bn, scale = stage2[name + '_bn'], stage2[name + '_scale']
+            assert bn.type == 'BatchNorm' and list(bn.bottom) == list(bn.top) == [name]
+            assert bn.batch_norm_param.use_global_stats == frozen
+            assert [p.lr_mult for p in bn.param] == [0, 0, 0]
+            assert scale.type == 'Scale' and scale.scale_param.bias_term
+            assert all((p.lr_mult == 0) == frozen for p in scale.param)
+            assert netgen.teacher_layer_name(teacher + '_bn') == conv + '_bn'
+    net = caffe.Net(paths['student_deploy'], caffe.TEST)
+    assert net.blobs['fc7'].data.shape == (1, cfg['fc_size'])

@@ -22,11 +22,22 @@ Config keys:
   dropout_ratio     of drop6 / drop7 (0.5)
   conv_filler       weight filler of the 3x3 convolutions (the original has none: its convs always
                     start from ImageNet VGG16; 'msra' here, harmless when weights are loaded)
+  batch_norm        BatchNorm + Scale after every 3x3 convolution and after fc6 / fc7 (False:
+                    the original has none). The small nets train from scratch: there fc6 reads
+                    non-negative, uncentred pool features, so each unit is on for nearly every
+                    image or for none, a small bias drift switches them all off and the net's
+                    output stops depending on the image.
+                    Named <conv>_bn / <conv>_scale so they follow their convolution through the
+                    teacher renaming and weight surgery; the frozen teacher of the KD nets uses
+                    its stored statistics
   head_filler       weight filler of the classifiers fc8_c, fc8_d, fc8_mscoco ({'type':
                     'xavier'}, the original's); the small nets, trained from scratch on
                     mean-subtracted pixels, need small initial logits (a narrow gaussian)
   scale_factors     the teacher's multi-scale training (the original's five)
   mean_value        B, G, R means subtracted by the data layer
+  input_scale       the data layer's scale, applied after mean subtraction (1: the original's
+                    raw pixels). When not 1 the deploy nets start with a Power layer of that
+                    scale, so they still take mean-subtracted pixels like the original's
   teacher_scale     stage 2: the teacher's logits are multiplied by this before its softmaxes
                     (2, "T = 0.5")
   soft_scale        stage 2: the student's logits are multiplied by this for the soft loss
@@ -91,9 +102,11 @@ FULL = {
     'score_bias': 0.0,
     'dropout_ratio': 0.5,
     'conv_filler': {'type': 'msra'},
+    'batch_norm': False,
     'head_filler': {'type': 'xavier'},
     'scale_factors': [0.714286, 0.857143, 1, 1.095239, 1.238096],
     'mean_value': [103.52, 116.28, 123.675],
+    'input_scale': 1.0,
     'teacher_scale': 2.0,
     'soft_scale': 0.2,
     'distill_top_k': 0,
@@ -289,6 +302,8 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
             fields.append(('scale_factors', [float(f) for f in cfg['scale_factors']]))
         fields += [('att_num', cfg['num_classes']), ('bbox_num', cfg['num_proposals']),
                    ('mirror', train), ('mean_value', [float(m) for m in cfg['mean_value']])]
+        if cfg['input_scale'] != 1:
+            fields.append(('scale', float(cfg['input_scale'])))
         if cfg['data_seed'] is not None:
             fields.append(('seed', cfg['data_seed']))
         net.add('data', 'Python', top=['data', 'label_roi'], phase=phase,
@@ -315,12 +330,25 @@ def conv_blocks(net, cfg, bottom, kd_teacher, params, pool_last):
                            convolution_param={'num_output': channels, 'pad': [1],
                                               'kernel_size': [3],
                                               'weight_filler': cfg['conv_filler']})
+            if cfg['batch_norm']:
+                batch_norm(net, blob, kd_teacher, params)
             net.relu('relu%d_%d' % (b, i), blob)
         if b < blocks or pool_last:
             blob = net.add(('pool_wsd_%d' if kd_teacher else 'pool%d') % b, 'Pooling', [blob],
                            pooling_param={'pool': caffe_pb2.PoolingParameter.MAX,
                                           'kernel_size': 2, 'stride': 2})
     return blob
+
+
+def batch_norm(net, blob, frozen, params):
+    """BatchNorm + Scale in place on a convolution's output. The statistics are no solver
+    parameters (lr_mult 0); their moving average forgets quickly, as the small nets train for a
+    few hundred iterations."""
+    net.add(blob + '_bn', 'BatchNorm', [blob], [blob], params=[FROZEN[0]] * 3,
+            batch_norm_param=dict({'moving_average_fraction': 0.99},
+                                  **({'use_global_stats': True} if frozen else {})))
+    net.add(blob + '_scale', 'Scale', [blob], [blob], params=params,
+            scale_param={'bias_term': True})
 
 
 def roi_pooling(net, cfg, name, conv, roi):
@@ -340,6 +368,8 @@ def teacher(net, cfg, image, kd, heads):
     for index in (6, 7):
         blob = net.inner_product(('fc_wsd_%d' if kd else 'fc%d') % index, blob, cfg['fc_size'],
                                  params, frozen_input=kd)
+        if cfg['batch_norm']:
+            batch_norm(net, blob, kd, params)
         net.relu('relu%d' % index, blob)
         if not kd:
             net.dropout(cfg, 'drop%d' % index, blob)
@@ -384,6 +414,8 @@ def student_trunk(net, cfg, image, roi=None):
     blob = conv if roi is None else roi_pooling(net, cfg, 'roi_pooling_224', conv, roi)
     for index in (6, 7):
         blob = net.inner_product('fc%d' % index, blob, cfg['fc_size'], BACKBONE)
+        if cfg['batch_norm']:
+            batch_norm(net, blob, False, BACKBONE)
         net.relu('relu%d' % index, blob)
         net.dropout(cfg, 'drop%d' % index, blob)
     return blob
@@ -437,6 +469,14 @@ def train_net(cfg, kind, datalists, root_folder='', inputs=False):
     return net.param
 
 
+def input_scale(net, cfg, blob):
+    """A deploy net's stand-in for the data layer's scale: callers feed mean-subtracted pixels,
+    as to the original's nets, and the net scales them as its training data was."""
+    if cfg['input_scale'] != 1:
+        net.add('input_scale', 'Power', [blob], [blob],
+                power_param={'power': 1, 'scale': float(cfg['input_scale'])})
+
+
 def wsddn_deploy_net(cfg):
     """The teacher at test time: inputs imagedata (1, 3, S, S) and proposaldata (1, 5B, 1, 1);
     outputs proposal_class_score (N, B, C, 1) and image_level_score (N, 1, C, 1)."""
@@ -446,6 +486,7 @@ def wsddn_deploy_net(cfg):
     net.param.input_shape.add(dim=[1, 3, size, size])
     net.param.input_shape.add(dim=[1, 5 * cfg['num_proposals'], 1, 1])
     net.add('roi', 'WsdRoigen', ['proposaldata'])
+    input_scale(net, cfg, 'imagedata')
     teacher(net, cfg, 'imagedata', kd=False, heads=True)
     return net.param
 
@@ -457,6 +498,7 @@ def student_deploy_net(cfg):
     size = cfg['image_size']
     net.param.input.append('data')
     net.param.input_shape.add(dim=[1, 3, size, size])
+    input_scale(net, cfg, 'data')
     logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
     net.add('score', 'Sigmoid', [logits])
     return net.param
