@@ -3,9 +3,9 @@
 box of each of those labels.
 
   tools/predict.py --net prototxt/kd/student_deploy.prototxt --weights S.caffemodel \\
-      --classes data/coco/classes.txt photo1.jpg photo2.jpg
+      --classes datalists/coco/classes.txt photo1.jpg photo2.jpg
   tools/predict.py --net prototxt/wsddn/deploy.prototxt --weights T.caffemodel \\
-      --classes data/coco/classes.txt --datalist data/coco/test.txt [image ...]
+      --classes datalists/coco/classes.txt --datalist datalists/coco/test.txt [image ...]
 
 The teacher needs each image's proposals, so its images come from a datalist (all of it, or the
 ones named). Boxes are printed in the pixels of the original image.

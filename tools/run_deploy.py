@@ -2,7 +2,7 @@
 """Runs a deploy net (the WSDDN teacher or the student) over a datalist with pycaffe.
 
   tools/run_deploy.py --net prototxt/kd/student_deploy.prototxt \\
-      --weights snapshots/stage2_iter_30000.caffemodel --datalist data/coco/test.txt \\
+      --weights snapshots/stage2_iter_30000.caffemodel --datalist datalists/coco/test.txt \\
       --out results/student
 writes results/student.npy (num_images, C) scores in datalist order, results/student.txt (the
 image paths) and results/student.json (mAP, CP/CR/F1-C, OP/OR/F1-O, top-3: tools/mlic/evaluation.py),

@@ -2,9 +2,9 @@
 """Checks a datalist and prints every problem as `file:line: field: reason`.
 
 Exits 0 when the datalist is good, 1 when it has problems. Example (MS-COCO, 500 proposals per
-image at 672 x 672, images under data/coco/):
-  tools/validate_datalist.py data/coco/train.txt --att-num 80 --bbox-num 500 \
-      --new-width 672 --new-height 672 --root-folder data/coco/
+image at 672 x 672, images under datalists/coco/):
+  tools/validate_datalist.py datalists/coco/train.txt --att-num 80 --bbox-num 500 \
+      --new-width 672 --new-height 672 --root-folder datalists/coco/
 """
 import argparse
 import sys

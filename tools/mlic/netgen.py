@@ -123,7 +123,7 @@ FULL = {
                         snapshot=5000, test_iter=400, test_interval=5000),
     },
     'data_seed': None,
-    'datalists': {'train': 'data/coco/train.txt', 'test': 'data/coco/test.txt'},
+    'datalists': {'train': 'datalists/coco/train.txt', 'test': 'datalists/coco/test.txt'},
 }
 
 _SMALL_SOLVER = {'lr_policy': 'step', 'gamma': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005,
@@ -150,7 +150,7 @@ SMALL = dict(
     batch_size={'wsddn': (4, 4), 'stage1': (4, 4), 'stage2': (4, 4), 'student': (4, 4)},
     solver={net: dict(_SMALL_SOLVER, base_lr=0.01) for net in NETS},
     data_seed=1,
-    datalists={'train': 'data/demo/train.txt', 'test': 'data/demo/test.txt'},
+    datalists={'train': 'datalists/demo/train.txt', 'test': 'datalists/demo/test.txt'},
 )
 
 
