@@ -199,8 +199,10 @@ class BatchMaker(object):
                 image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             if mirrors[i]:
                 image = cv2.flip(image, 1)
-            for c in range(3):
-                np.subtract(image[:, :, c], self.mean[c], out=data[i, c], dtype=np.float32)
+            # Contiguous planes first: subtracting from strided HWC channel views costs twice as
+            # much, and this loop is most of the layer's own CPU per image.
+            for c, plane in enumerate(cv2.split(image)):
+                np.subtract(plane, self.mean[c], out=data[i, c], dtype=np.float32)
             if p.scale != 1:
                 data[i] *= np.float32(p.scale)
             proposals, _ = pad_proposals(entry.proposals, p.bbox_num)
