@@ -8,20 +8,6 @@
 
 namespace caffe {
 
-namespace {
-
-// Where output index i samples along one axis: between input indices lo and lo + step,
-// with weight frac on the second (step is 0 on the last input index).
-template <typename Dtype>
-inline void SamplePosition(int i, Dtype ratio, int size_in, int* lo, int* step, Dtype* frac) {
-  const Dtype position = ratio * i;
-  *lo = static_cast<int>(position);
-  *step = *lo < size_in - 1 ? 1 : 0;
-  *frac = position - *lo;
-}
-
-}  // namespace
-
 template <typename Dtype>
 void InterpLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
@@ -129,12 +115,12 @@ void InterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   for (int h = 0; h < height_out_; ++h) {
     int h0, dh;
     Dtype lh;
-    SamplePosition(h, ratio_h_, height_in_eff_, &h0, &dh, &lh);
+    InterpSamplePosition(h, ratio_h_, height_in_eff_, &h0, &dh, &lh);
     dh *= width_in_;
     for (int w = 0; w < width_out_; ++w) {
       int w0, dw;
       Dtype lw;
-      SamplePosition(w, ratio_w_, width_in_eff_, &w0, &dw, &lw);
+      InterpSamplePosition(w, ratio_w_, width_in_eff_, &w0, &dw, &lw);
       const Dtype* tap = in + h0 * width_in_ + w0;
       Dtype* value = out + h * width_out_ + w;
       for (int p = 0; p < planes; ++p, tap += plane_in, value += plane_out) {
@@ -158,12 +144,12 @@ void InterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   for (int h = 0; h < height_out_; ++h) {
     int h0, dh;
     Dtype lh;
-    SamplePosition(h, ratio_h_, height_in_eff_, &h0, &dh, &lh);
+    InterpSamplePosition(h, ratio_h_, height_in_eff_, &h0, &dh, &lh);
     dh *= width_in_;
     for (int w = 0; w < width_out_; ++w) {
       int w0, dw;
       Dtype lw;
-      SamplePosition(w, ratio_w_, width_in_eff_, &w0, &dw, &lw);
+      InterpSamplePosition(w, ratio_w_, width_in_eff_, &w0, &dw, &lw);
       Dtype* tap = in_diff + h0 * width_in_ + w0;
       const Dtype* grad = out_diff + h * width_out_ + w;
       for (int p = 0; p < planes; ++p, tap += plane_in, grad += plane_out) {

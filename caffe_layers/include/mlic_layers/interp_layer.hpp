@@ -8,6 +8,24 @@
 
 namespace caffe {
 
+#ifdef __CUDACC__
+#define MLIC_HOST_DEVICE __host__ __device__
+#else
+#define MLIC_HOST_DEVICE
+#endif
+
+// Where output index i samples along one axis: between input indices lo and lo + step,
+// with weight frac on the second (step is 0 on the last input index). One definition for the
+// CPU code and the CUDA kernels, so both sample the same positions.
+template <typename Dtype>
+MLIC_HOST_DEVICE inline void InterpSamplePosition(int i, Dtype ratio, int size_in, int* lo,
+    int* step, Dtype* frac) {
+  const Dtype position = ratio * i;
+  *lo = static_cast<int>(position);
+  *step = *lo < size_in - 1 ? 1 : 0;
+  *frac = position - *lo;
+}
+
 // Bilinear resize of (N, C, H, W) maps, with DeepLab's Interp semantics (the student's
 // 672 -> 224 resize Psi in MLIC-KD-WSD).
 //
