@@ -32,6 +32,7 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
             assert 0 <= cell['mean'] <= 100
     markdown = (folder / 'results.md').read_text()
     assert all(name in markdown for name in ROWS) and 'CorLoc' in markdown
+    assert '| seed1/teacher | ' in markdown  # the step times of this run
     for png in ('training_curves.png', 'top3_examples.png'):
         image = cv2.imread(str(folder / png))
         assert image is not None and image.std() > 0, png

@@ -124,8 +124,7 @@ class Pipeline(object):
 
     # ---- bookkeeping
     def step(self, name, *inputs, folder=None):
-        step = Step(folder or self.folder, name, fingerprint(name, *inputs))
-        return step
+        return Step(folder or self.folder, name, fingerprint(name, *inputs))
 
     def run_step(self, step, body, describe):
         if step.done():
@@ -318,6 +317,10 @@ class Pipeline(object):
         detection_lines = ['', 'Teacher detection on the test split (seed %d): VOC07 mAP@0.5 '
                            '%.1f, CorLoc %.1f' % (seeds[0], 100 * first['teacher_detection']['mAP'],
                                                   100 * first['teacher_corloc']['mean_corloc'])]
+        if self.timings:
+            detection_lines += ['', 'Steps run this time:', '', '| step | seconds |', '|---|---|']
+            detection_lines += ['| %s | %.0f |' % (os.path.relpath(d, self.folder), t)
+                                for d, t in self.timings]
         with open(markdown, 'a') as f:
             f.write('\n'.join(detection_lines) + '\n')
         with open(markdown) as f:
