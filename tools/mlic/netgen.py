@@ -30,6 +30,9 @@ Config keys:
                     Named <conv>_bn / <conv>_scale so they follow their convolution through the
                     teacher renaming and weight surgery; the frozen teacher of the KD nets uses
                     its stored statistics
+  head_params       [[lr_mult, decay_mult] of weights, [lr_mult, decay_mult] of biases] of the
+                    classifiers fc8_c, fc8_d, fc8_mscoco ([[10, 10], [20, 0]], the original's: a
+                    fine-tuning setting for new layers on an ImageNet backbone)
   head_filler       weight filler of the classifiers fc8_c, fc8_d, fc8_mscoco ({'type':
                     'xavier'}, the original's); the small nets, trained from scratch on
                     mean-subtracted pixels, need small initial logits (a narrow gaussian)
@@ -80,7 +83,6 @@ DATA_LAYER = 'MultiLabelRoIDataLayer'
 
 # (lr_mult, decay_mult) of weights and biases.
 BACKBONE = ((1, 1), (2, 0))
-HEAD = ((10, 10), (20, 0))
 FROZEN = ((0, 0), (0, 0))
 
 # Solver settings the paper does not give are our choices (README.md, "Where we differ from the original"); the teacher's
@@ -104,6 +106,7 @@ FULL = {
     'conv_filler': {'type': 'msra'},
     'batch_norm': False,
     'head_filler': {'type': 'xavier'},
+    'head_params': [[10, 10], [20, 0]],
     'scale_factors': [0.714286, 0.857143, 1, 1.095239, 1.238096],
     'mean_value': [103.52, 116.28, 123.675],
     'input_scale': 1.0,
@@ -351,6 +354,10 @@ def batch_norm(net, blob, frozen, params):
             scale_param={'bias_term': True})
 
 
+def head_mults(cfg):
+    return tuple(tuple(pair) for pair in cfg['head_params'])
+
+
 def roi_pooling(net, cfg, name, conv, roi):
     return net.add(name, 'ROIPooling', [conv, roi], param_str=param_text([
         ('pooled_h', cfg['pooled_size']), ('pooled_w', cfg['pooled_size']),
@@ -375,7 +382,7 @@ def teacher(net, cfg, image, kd, heads):
             net.dropout(cfg, 'drop%d' % index, blob)
     if not heads:
         return blob
-    head_params = FROZEN if kd else HEAD
+    head_params = FROZEN if kd else head_mults(cfg)
     shape = {'shape': {'dim': [-1, cfg['num_proposals'], cfg['num_classes'], 1]}}
     branches = []
     for branch, head, axis in ((1, 'c', 2), (2, 'd', 1)):
@@ -422,7 +429,7 @@ def student_trunk(net, cfg, image, roi=None):
 
 
 def classifier(net, cfg, fc7):
-    return net.inner_product('fc8_mscoco', fc7, cfg['num_classes'], HEAD,
+    return net.inner_product('fc8_mscoco', fc7, cfg['num_classes'], head_mults(cfg),
                              weight_filler=cfg['head_filler'])
 
 
