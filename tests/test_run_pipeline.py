@@ -160,7 +160,7 @@ def test_without_boxes_the_report_says_so_and_init_weights_start_the_nets(user_d
     # The teacher and the student w/o KD get the file from caffe's -weights ...
     for step in ('teacher', 'student'):
         log = (folder / 'seed1' / step / 'train.log').read_text()
-        assert '-weights %s' % imagenet in log, step
+        assert 'Finetuning from %s' % imagenet in log, step
     # ... the students of stage 1 and of stage 2 only through the weight surgery.
     for step in ('stage1', 'stage2_only'):
         init = surgery.weights(str(folder / 'seed1' / step / 'init.caffemodel'))

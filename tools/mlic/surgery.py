@@ -139,7 +139,11 @@ def param_shapes(prototxt):
     return shapes
 
 
-def _fits(source_shape, shape):
+def _fits(array, shape):
+    return _shape_fits(array.shape, shape)
+
+
+def _shape_fits(source_shape, shape):
     """Caffe's ShapeEquals: same shape, or a legacy 4-D blob whose dims match the target's
     padded with leading 1s (ImageNet VGG16's fc layers are stored as (1, 1, out, in))."""
     source_shape, shape = tuple(source_shape), tuple(shape)
@@ -168,7 +172,7 @@ def check_pretrained(model_path, target_prototxt, layers):
                                   ', '.join(source) or 'none'))
         shapes = target[name]
         if len(source[name]) != len(shapes) or not all(
-                _fits(a, b) for a, b in zip(source[name], shapes)):
+                _shape_fits(a, b) for a, b in zip(source[name], shapes)):
             raise SurgeryError('shape mismatch: layer "%s" of %s has parameters %s but %s has %s'
                                % (name, target_prototxt,
                                   ', '.join('x'.join(map(str, s)) for s in shapes), model_path,
@@ -203,7 +207,7 @@ def build(target_prototxt, recipe, out_path):
                                        path, len(arrays)))
         layer = out.layer.add(name=name)
         for index, (array, shape) in enumerate(zip(arrays, target_shapes)):
-            if not _fits(array.shape, shape):
+            if not _fits(array, shape):
                 raise SurgeryError(
                     'shape mismatch: layer "%s" param %d of %s is %s but layer "%s" param %d of '
                     '%s is %s' % (name, index, target_prototxt, 'x'.join(map(str, shape)),
