@@ -287,3 +287,16 @@ def test_example_config_and_help(capsys):
     assert set(config['datalists']) <= set(pipeline.DATALIST_KEYS)
     cfg = pipeline.net_config(config, 80)
     assert cfg['fc_size'] == 4096 and cfg['image_size'] == 672 and cfg['num_proposals'] == 500
+
+
+def test_an_unknown_step_or_key_is_named(user_data, tmp_path, capfd):
+    config = write_config(tmp_path / 'my.toml', user_data)
+    assert run_pipeline.main(['--config', config, '--steps', 'teacher,stage3']) == 1
+    assert "no step 'stage3' (steps: datalists, nets, teacher" in capfd.readouterr().err
+    config = write_config(tmp_path / 'my.toml', user_data, datalists={'bbox_nums': 4})
+    assert run_pipeline.main(['--config', config]) == 1
+    assert 'my.toml: datalists.bbox_nums: unknown key' in capfd.readouterr().err
+    nets = TINY_NETS.replace('preset = "small"\n', 'preset = "small"\nfc_sizes = 3\n')
+    config = write_config(tmp_path / 'my.toml', user_data, nets=nets)
+    assert run_pipeline.main(['--config', config, '--steps', 'nets']) == 1
+    assert "my.toml: nets: unknown key 'fc_sizes'" in capfd.readouterr().err

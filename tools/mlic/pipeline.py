@@ -375,7 +375,10 @@ class Pipeline(object):
         files = ['train', 'test', 'classes'] + (['test_boxes'] if paths['test_boxes'] else [])
         contents = {key: file_fingerprint(paths[key], self.hash_cache()) for key in files}
         step = self.step('datalists', contents, paths['root_folder'], image_size, bbox_num)
-        classes = converters.read_classes(paths['classes'])
+        try:
+            classes = converters.read_classes(paths['classes'])
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ConfigError('%s: datalists.classes: %s' % (self.where, error))
 
         def body(step):
             entries = {split: self.check_datalist(split, classes, image_size)
