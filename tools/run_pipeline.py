@@ -47,8 +47,6 @@ import sys
 import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# pycaffe's own INFO lines would bury the progress; the training logs keep caffe's full output.
-os.environ.setdefault('GLOG_minloglevel', '2')
 
 from mlic import datalist, pipeline, surgery  # noqa: E402
 
@@ -82,4 +80,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    # pycaffe's own INFO lines would bury the progress; the training logs keep caffe's full
+    # output. Set here, not on import, so that main() called in-process leaves the caller's
+    # environment alone.
+    os.environ.setdefault('GLOG_minloglevel', '2')
     sys.exit(main())
