@@ -89,17 +89,28 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8):
     return {'scores': scores, 'boxes': boxes, 'proposal_scores': proposal_scores}
 
 
-def read_ground_truth(boxes_json, image_paths):
+def read_ground_truth(boxes_json, image_paths, root_folder='', new_size=None):
     """Per image of image_paths, the (class_index, x1, y1, x2, y2, difficult) tuples of a
-    ground-truth box file (converters.write_boxes_json)."""
+    ground-truth box file (converters.write_boxes_json), whose image paths are as in the
+    datalist (under root_folder). With new_size (width, height) the boxes are mapped from the
+    original image's pixels to the resized image's, as the proposals are."""
+    from mlic.proposals import to_resized
     with open(boxes_json) as f:
         content = json.load(f)
     by_image = {}
     for item in content['images']:
         difficult = item.get('difficult') or [0] * len(item['boxes'])
-        by_image[os.path.abspath(item['image'])] = [
+        boxes = np.asarray(item['boxes'], dtype=np.float64).reshape(-1, 4)
+        if new_size is not None and len(boxes):
+            if not item.get('width') or not item.get('height'):
+                raise ValueError('%s: image %s has no width and height, needed to map its boxes '
+                                 'to the %dx%d resized image' % ((boxes_json, item['image'])
+                                                                  + tuple(new_size)))
+            rows = np.hstack([boxes, np.zeros((len(boxes), 1))])
+            boxes = to_resized(rows, (item['width'], item['height']), *new_size)[:, :4]
+        by_image[os.path.abspath(os.path.join(root_folder, item['image']))] = [
             (int(k), *map(float, box), int(d))
-            for k, box, d in zip(item['classes'], item['boxes'], difficult)]
+            for k, box, d in zip(item['classes'], boxes, difficult)]
     missing = [p for p in image_paths if os.path.abspath(p) not in by_image]
     if missing:
         raise ValueError('%s has no boxes for %d images, e.g. %s'

@@ -3,12 +3,15 @@
 Steps (each writes under the run folder and is skipped when its outputs are complete, so an
 interrupted run resumes; a step whose settings changed runs again, and so do the steps after it):
 
-  data          the synthetic dataset (demo only; a user's datalists skip it)
-  proposals     EdgeBoxes proposals -> the train and test datalists
+  data          the synthetic dataset (the demo's [data] table)
+  proposals     EdgeBoxes proposals -> the train and test datalists (the demo's [proposals])
+  datalists     instead of both, for a config with a [datalists] table: the user's complete
+                datalists are checked line by line and fingerprinted by content
   then per seed:
-  nets          the small nets and solvers (tools/mlic/netgen.py), one copy per training
+  nets          the nets and solvers (tools/mlic/netgen.py), one copy per training
   teacher       WSDDN trained on image labels
-  teacher_eval  its classification metrics, detection AP and CorLoc on the test split
+  teacher_eval  its classification metrics, detection AP and CorLoc on the test split (in
+                evaluate; detection needs ground-truth boxes)
   stage1        feature-level KD: student RoI features regress the teacher's
   stage2        prediction-level KD from stage 1: labels + the teacher's soft scores
   student       the same student on labels only ("w/o KD")
@@ -17,6 +20,10 @@ interrupted run resumes; a step whose settings changed runs again, and so do the
   evaluate      every student on the test split
   and finally:
   report        the table (Markdown, JSON), training curves and the top-3 figure
+
+A config with `init_weights` (ImageNet VGG16) starts the teacher, the student w/o KD and the
+students of stage 1 and stage 2 only from it, as the original does; without it everything
+trains from scratch.
 """
 import copy
 import hashlib
@@ -30,8 +37,15 @@ import numpy as np
 
 from mlic import caffe_train
 
+SEED_STEPS = ('nets', 'teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only',
+              'evaluate')
+TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
 STUDENT_ROWS = (('student', 'Student w/o KD'), ('stage1_only', 'Stage 1 only'),
                 ('stage2_only', 'Stage 2 only'), ('stage2', 'Student w/ KD'))
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run: names the config file and the key."""
 
 
 def log(message):
@@ -97,30 +111,199 @@ def load_config(path, quick=False, overrides=None):
         config = deep_update(config, quick_tables, 'quick')
     if overrides:
         config = deep_update(config, overrides, 'overrides')
+    config['config_path'] = path
     return config
 
 
-def net_config(config, num_classes):
-    """netgen's config: netgen.SMALL under the [nets] tables, sizes from [data]/[proposals]."""
+DATALIST_KEYS = ('train', 'test', 'classes', 'root_folder', 'test_boxes', 'bbox_num',
+                 'image_size')
+SIZES_FROM_DATA = ('num_classes', 'num_proposals', 'image_size')
+
+
+def data_sizes(config):
+    """(image_size, bbox_num) of the datalists: [datalists] (default: the preset's) or the
+    demo's [data] and [proposals]."""
+    if 'datalists' in config:
+        preset = preset_config(config)
+        lists = config['datalists']
+        return (int(lists.get('image_size', preset['image_size'])),
+                int(lists.get('bbox_num', preset['num_proposals'])))
+    return config['data']['image_size'], config['proposals']['bbox_num']
+
+
+def preset_config(config):
+    """netgen.FULL or netgen.SMALL, as [nets] preset says (default: "full" for a user's
+    datalists, "small" for the demo)."""
     from mlic import netgen
-    nets = dict(config['nets'])
-    nets.update(num_classes=num_classes, num_proposals=config['proposals']['bbox_num'],
-                image_size=config['data']['image_size'])
-    cfg = deep_update(netgen.SMALL, nets, 'nets')
+    presets = {'full': netgen.FULL, 'small': netgen.SMALL}
+    name = config.get('nets', {}).get('preset', 'full' if 'datalists' in config else 'small')
+    if name not in presets:
+        raise ConfigError('%s: nets.preset: %r is not one of %s'
+                          % (config.get('config_path', 'config'), name, ', '.join(presets)))
+    return presets[name]
+
+
+def solver_overrides(solvers, where):
+    """[nets.solver.<net>] tables: any SolverParameter field (enums by name or number)."""
+    from caffe.proto import caffe_pb2
+    from mlic import netgen
+    fields = caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name
+    out = {}
+    for net, table in solvers.items():
+        if net not in netgen.NETS:
+            raise ConfigError('%s: nets.solver.%s: not a net (one of %s)'
+                              % (where, net, ', '.join(netgen.NETS)))
+        out[net] = {}
+        for key, value in table.items():
+            if key not in fields:
+                raise ConfigError('%s: nets.solver.%s.%s: not a Caffe SolverParameter field'
+                                  % (where, net, key))
+            if fields[key].enum_type is not None and isinstance(value, str):
+                if value not in fields[key].enum_type.values_by_name:
+                    raise ConfigError('%s: nets.solver.%s.%s: %r is not one of %s'
+                                      % (where, net, key, value,
+                                         ', '.join(fields[key].enum_type.values_by_name)))
+                value = fields[key].enum_type.values_by_name[value].number
+            out[net][key] = value
+    return out
+
+
+def net_config(config, num_classes):
+    """netgen's config: the preset (netgen.FULL or netgen.SMALL) under the [nets] tables;
+    num_classes from the classes, num_proposals and image_size from the data (data_sizes)."""
+    from mlic import netgen
+    where = config.get('config_path', 'config')
+    nets = copy.deepcopy(config.get('nets', {}))
+    preset = preset_config(config)
+    nets.pop('preset', None)
+    given = [key for key in SIZES_FROM_DATA if key in nets]
+    if given:
+        raise ConfigError('%s: nets.%s: set by the data (the classes file, bbox_num and '
+                          'image_size), not by [nets]' % (where, given[0]))
+    solvers = solver_overrides(nets.pop('solver', {}), where)
+    image_size, bbox_num = data_sizes(config)
+    nets.update(num_classes=num_classes, num_proposals=bbox_num, image_size=image_size)
+    try:
+        cfg = deep_update(preset, nets, 'nets')
+    except KeyError as error:
+        raise ConfigError('%s: %s' % (where, error.args[0]))
+    for net, table in solvers.items():
+        cfg['solver'][net].update(table)
     cfg['batch_size'] = {k: tuple(v) for k, v in cfg['batch_size'].items()}
-    netgen.check_config(cfg)
+    try:
+        netgen.check_config(cfg)
+    except ValueError as error:
+        raise ConfigError('%s: [nets]: %s' % (where, error))
     return cfg
 
 
-class Pipeline(object):
-    """Runs the steps of the module docstring for one config; see run()."""
+def file_fingerprint(path, cache_path):
+    """sha256 of a file's content. A changed file changes it; a file only touched does not. The
+    hashes are kept in cache_path by (size, mtime), so an unchanged file is read once."""
+    path = os.path.abspath(path)
+    stat = os.stat(path)
+    cache = {}
+    if os.path.exists(cache_path):
+        with open(cache_path) as f:
+            cache = json.load(f)
+    stamp = [stat.st_size, stat.st_mtime_ns]
+    if path in cache and cache[path][:2] == stamp:
+        return cache[path][2]
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 22), b''):
+            digest.update(block)
+    cache[path] = stamp + [digest.hexdigest()]
+    with open(cache_path + '.tmp', 'w') as f:
+        json.dump(cache, f, indent=1)
+    os.replace(cache_path + '.tmp', cache_path)
+    return cache[path][2]
 
-    def __init__(self, config, folder=None, progress=True):
+
+def resolve_paths(config, root):
+    """The user data's paths made absolute (relative ones are relative to `root`), every file
+    checked to exist; errors name the config file and the key."""
+    where = config.get('config_path', 'config')
+    lists = config['datalists']
+    unknown = sorted(set(lists) - set(DATALIST_KEYS))
+    if unknown:
+        raise ConfigError('%s: datalists.%s: unknown key (known: %s)'
+                          % (where, unknown[0], ', '.join(DATALIST_KEYS)))
+
+    def existing(key, path, what):
+        full = os.path.join(root, path)
+        if not os.path.isfile(full):
+            raise ConfigError('%s: %s: %s %s does not exist' % (where, key, what, full))
+        return os.path.abspath(full)
+    paths = {}
+    for split in ('train', 'test'):
+        if split not in lists:
+            raise ConfigError('%s: datalists.%s: missing (the %s datalist with labels and '
+                              'proposals)' % (where, split, split))
+        paths[split] = existing('datalists.' + split, lists[split], 'datalist')
+    from mlic import converters
+    if 'classes' in lists:
+        paths['classes'] = existing('datalists.classes', lists['classes'], 'classes file')
+    else:
+        paths['classes'] = existing('datalists.classes', converters.classes_path(
+            lists['train']), 'classes file (not given, so the one beside datalists.train)')
+    paths['test_boxes'] = (existing('datalists.test_boxes', lists['test_boxes'],
+                                    'ground-truth box file')
+                           if lists.get('test_boxes') else None)
+    # Caffe runs in each step's folder: relative image paths must not depend on it.
+    root_folder = os.path.join(root, lists.get('root_folder', ''))
+    if not os.path.isdir(root_folder):
+        raise ConfigError('%s: datalists.root_folder: folder %s does not exist'
+                          % (where, root_folder))
+    paths['root_folder'] = os.path.abspath(root_folder).rstrip('/') + '/'
+    if config.get('init_weights'):
+        paths['init_weights'] = existing('init_weights', config['init_weights'],
+                                         'weights file')
+    else:
+        paths['init_weights'] = None
+    return paths
+
+
+class Pipeline(object):
+    """Runs the steps of the module docstring for one config; see run().
+
+    root: what relative paths of the config are relative to (the repository root)."""
+
+    def __init__(self, config, folder=None, progress=True, root=None):
         self.config = config
-        self.folder = os.path.abspath(folder or config['folder'])
+        self.where = config.get('config_path', 'config')
+        self.root = root or caffe_train.ROOT
+        self.user_data = 'datalists' in config
+        if self.user_data:
+            unknown = sorted(set(config) - {'folder', 'seeds', 'init_weights', 'datalists',
+                                            'nets', 'config_path'})
+            if unknown:
+                raise ConfigError('%s: %s: unknown key (known: folder, seeds, init_weights, '
+                                  'datalists, nets)' % (self.where, unknown[0]))
+            self.paths = resolve_paths(config, self.root)
+            preset_config(config)
+        if folder:
+            self.folder = os.path.abspath(folder)
+        elif config.get('folder'):
+            self.folder = os.path.abspath(os.path.join(self.root, config['folder']))
+        else:
+            raise ConfigError('%s: folder: missing (where the run writes everything)'
+                              % self.where)
         self.progress = progress
         os.makedirs(self.folder, exist_ok=True)
         self.timings = []
+        self.init_weights = self.paths['init_weights'] if self.user_data else None
+        self.init_key = None
+        if self.init_weights:
+            self.init_key = file_fingerprint(self.init_weights, self.hash_cache())
+
+    def user_inputs(self, *inputs):
+        """Inputs of a step that only a user's data has: left out of the demo's fingerprints,
+        so that demo runs made before they existed still resume."""
+        return inputs if self.user_data else ()
+
+    def hash_cache(self):
+        return os.path.join(self.folder, 'file_hashes.json')
 
     # ---- bookkeeping
     def step(self, name, *inputs, folder=None):
@@ -178,7 +361,84 @@ class Pipeline(object):
                       % (settings['method'], settings['bbox_num']))
         self.datalists = {s: os.path.join(step.dir, s + '.txt') for s in ('train', 'test')}
         self.datalist_key = step.key
+        self.classes_file = os.path.join(self.data_dir, 'classes.txt')
+        self.test_boxes = os.path.join(self.data_dir, 'test_boxes.json')
+        self.root_folder = ''
         return step
+
+    def datalists_step(self):
+        """The user's datalists, checked (every line, the image files, the boxes inside the
+        resized image) and fingerprinted by content: a changed list reruns what follows."""
+        from mlic import converters
+        paths = self.paths
+        image_size, bbox_num = data_sizes(self.config)
+        files = ['train', 'test', 'classes'] + (['test_boxes'] if paths['test_boxes'] else [])
+        contents = {key: file_fingerprint(paths[key], self.hash_cache()) for key in files}
+        step = self.step('datalists', contents, paths['root_folder'], image_size, bbox_num)
+        try:
+            classes = converters.read_classes(paths['classes'])
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ConfigError('%s: datalists.classes: %s' % (self.where, error))
+
+        def body(step):
+            entries = {split: self.check_datalist(split, classes, image_size)
+                       for split in ('train', 'test')}
+            if paths['test_boxes']:
+                self.check_test_boxes(classes, image_size, entries['test'])
+            counts = {split: len(e) for split, e in entries.items()}
+            with open(os.path.join(step.dir, 'datalists.json'), 'w') as f:
+                json.dump(dict(paths, images=counts, classes=classes, image_size=image_size,
+                               bbox_num=bbox_num), f, indent=1)
+        self.run_step(step, body, 'checking %s and %s (%d classes, boxes inside %d px, '
+                      '%d proposals per image)' % (paths['train'], paths['test'], len(classes),
+                                                   image_size, bbox_num))
+        self.datalists = {s: paths[s] for s in ('train', 'test')}
+        self.datalist_key = step.key
+        self.classes_file = paths['classes']
+        self.test_boxes = paths['test_boxes']
+        self.root_folder = paths['root_folder']
+        return step
+
+    def check_datalist(self, split, classes, image_size):
+        """The entries of one datalist, or ConfigError with every `file:line: field:
+        reason` problem (datalist.scan_datalist's checks)."""
+        from mlic import converters, datalist
+        path = self.paths[split]
+        beside = converters.classes_path(path)
+        if os.path.isfile(beside) and os.path.abspath(beside) != self.paths['classes']:
+            own = converters.read_classes(beside)
+            if own != classes:
+                raise ConfigError(
+                    '%s: datalists.%s: %s has the class order %s (%d classes) beside it, but '
+                    'datalists.classes is %s (%d classes): the labels would be read in the '
+                    'wrong order' % (self.where, split, path, beside, len(own),
+                                     self.paths['classes'], len(classes)))
+        entries, problems = datalist.scan_datalist(path, len(classes), image_size, image_size,
+                                                   self.paths['root_folder'])
+        if problems:
+            error = datalist.DatalistError(problems)
+            hint = ''
+            if any(': fields: ' in p for p in problems):
+                hint = ('\n(every line needs one label per class of %s: %d; then 5 numbers per '
+                        'proposal)' % (self.paths['classes'], len(classes)))
+            raise ConfigError('%s: datalists.%s: %s has %d problems:\n%s%s'
+                              % (self.where, split, path, len(problems), error, hint))
+        return entries
+
+    def check_test_boxes(self, classes, image_size, test_entries):
+        from mlic import inference
+        path = self.paths['test_boxes']
+        images = [os.path.join(self.paths['root_folder'], e.image_path) for e in test_entries]
+        try:
+            with open(path) as f:
+                names = json.load(f).get('classes')
+            if names is not None and list(names) != list(classes):
+                raise ValueError('its classes (%d) are not those of %s (%d) in the same order'
+                                 % (len(names), self.paths['classes'], len(classes)))
+            inference.read_ground_truth(path, images, self.paths['root_folder'],
+                                        (image_size, image_size))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError('%s: datalists.test_boxes: %s: %s' % (self.where, path, error))
 
     # ---- per-seed steps
     def seed_folder(self, seed):
@@ -186,24 +446,48 @@ class Pipeline(object):
 
     def nets(self, seed):
         from mlic import converters, netgen
-        classes = converters.read_classes(os.path.join(self.data_dir, 'classes.txt'))
+        classes = converters.read_classes(self.classes_file)
         cfg = net_config(self.config, len(classes))
         cfg['data_seed'] = seed
         for solver in cfg['solver'].values():
             solver['random_seed'] = seed
-        step = self.step('nets', self.datalist_key, cfg, folder=self.seed_folder(seed))
+        step = self.step('nets', self.datalist_key, cfg, *self.user_inputs(self.root_folder,
+                                                                           self.init_key),
+                         folder=self.seed_folder(seed))
 
         def body(step):
-            netgen.write_nets(step.dir, cfg, datalists=self.datalists,
-                              snapshot_dir=os.path.join(step.dir, 'snapshots'))
-        self.run_step(step, body, 'small nets and solvers (seed %d)' % seed)
+            paths = netgen.write_nets(step.dir, cfg, datalists=self.datalists,
+                                      root_folder=self.root_folder,
+                                      snapshot_dir=os.path.join(step.dir, 'snapshots'))
+            if self.init_weights:
+                self.check_init_weights(paths)
+        self.run_step(step, body, '%s nets and solvers (seed %d)' % (cfg['name'], seed))
         self.cfg, self.classes = cfg, classes
         self.net_files = {k: os.path.join(step.dir, v) for k, v in netgen.FILES.items()}
         return step
 
+    def check_init_weights(self, net_files):
+        """init_weights must hold every weight layer of the student but its classifier, with
+        the nets' shapes: the teacher's conv1_1 .. fc7 have the same names and shapes."""
+        from mlic import surgery
+        from caffe.proto import caffe_pb2
+        from google.protobuf import text_format
+        net = caffe_pb2.NetParameter()
+        with open(net_files['student_train']) as f:
+            text_format.Merge(f.read(), net)
+        trunk = [layer.name for layer in net.layer
+                 if layer.type in ('Convolution', 'InnerProduct', 'BatchNorm', 'Scale')
+                 and layer.name != 'fc8_mscoco']
+        try:
+            surgery.check_pretrained(self.init_weights, net_files['student_train'], trunk)
+        except surgery.SurgeryError as error:
+            raise ConfigError('%s: init_weights: %s does not fit the nets: %s'
+                              % (self.where, self.init_weights, error))
+
     def train(self, seed, name, kind, after, init=None):
         """Trains the `kind` solver in its own folder; init(step) -> .caffemodel paths or None.
-        `after`: the steps whose results it starts from (their keys chain into this one's)."""
+        `after`: the steps whose results it starts from (their keys chain into this one's; the
+        nets' key holds init_weights')."""
         step = self.step(name, [s.key for s in after], folder=self.seed_folder(seed))
         solver_path = self.net_files[kind + '_solver']
 
@@ -224,57 +508,91 @@ class Pipeline(object):
         step.weights = os.path.join(step.dir, 'final.caffemodel')
         return step
 
-    def run_seed(self, seed):
+    def run_seed(self, seed, targets=('evaluate',)):
+        """Runs the steps of one seed that `targets` need (SEED_STEPS), in order; returns the
+        evaluation results when evaluate is among them."""
         from mlic import surgery
-        nets = self.nets(seed)
-        teacher = self.train(seed, 'teacher', 'wsddn', [nets])
-        stage1_net = self.net_files['stage1_train']
-        stage2_net = self.net_files['stage2_train']
+        pretrained = [self.init_weights] if self.init_weights else None
+        done = {}
 
-        def stage1_init(step):
-            out = os.path.join(step.dir, 'init.caffemodel')
-            surgery.stage1_init(teacher.weights, stage1_net, out)
-            return [out]
-        stage1 = self.train(seed, 'stage1', 'stage1', [teacher], stage1_init)
+        def get(name):
+            if name not in done:
+                done[name] = build[name]()
+            return done[name]
 
-        def stage2_init(step):
-            out = os.path.join(step.dir, 'init.caffemodel')
-            surgery.stage2_init(stage1.weights, teacher.weights, stage2_net, out)
-            return [out]
-        stage2 = self.train(seed, 'stage2', 'stage2', [stage1], stage2_init)
-        student = self.train(seed, 'student', 'student', [nets])
-        stage1_only = self.train(seed, 'stage1_only', 'student', [stage1],
-                                 lambda step: [stage1.weights])
+        def initialised(make):
+            def init(step):
+                out = os.path.join(step.dir, 'init.caffemodel')
+                make(out)
+                return [out]
+            return init
 
-        def stage2_only_init(step):
-            out = os.path.join(step.dir, 'init.caffemodel')
-            surgery.stage2_init(None, teacher.weights, stage2_net, out)
-            return [out]
-        stage2_only = self.train(seed, 'stage2_only', 'stage2', [teacher], stage2_only_init)
-        trained = {'teacher': teacher, 'stage1': stage1, 'stage2': stage2, 'student': student,
-                   'stage1_only': stage1_only, 'stage2_only': stage2_only}
-        return self.evaluate(seed, trained)
+        def stage1():
+            teacher = get('teacher')
+            return self.train(seed, 'stage1', 'stage1', [teacher], initialised(
+                lambda out: surgery.stage1_init(teacher.weights, self.net_files['stage1_train'],
+                                                out, self.init_weights)))
+
+        def stage2():
+            stage1, teacher = get('stage1'), get('teacher')
+            return self.train(seed, 'stage2', 'stage2', [stage1], initialised(
+                lambda out: surgery.stage2_init(stage1.weights, teacher.weights,
+                                                self.net_files['stage2_train'], out)))
+
+        def stage1_only():
+            stage1 = get('stage1')
+            return self.train(seed, 'stage1_only', 'student', [stage1],
+                              lambda step: [stage1.weights])
+
+        def stage2_only():
+            teacher = get('teacher')
+            return self.train(seed, 'stage2_only', 'stage2', [teacher], initialised(
+                lambda out: surgery.stage2_init(None, teacher.weights,
+                                                self.net_files['stage2_train'], out,
+                                                imagenet_model=self.init_weights)))
+
+        build = {
+            'nets': lambda: self.nets(seed),
+            'teacher': lambda: self.train(seed, 'teacher', 'wsddn', [get('nets')],
+                                          lambda step: pretrained),
+            'stage1': stage1,
+            'stage2': stage2,
+            'student': lambda: self.train(seed, 'student', 'student', [get('nets')],
+                                          lambda step: pretrained),
+            'stage1_only': stage1_only,
+            'stage2_only': stage2_only,
+            'evaluate': lambda: self.evaluate(seed, {name: get(name) for name in TRAININGS}),
+        }
+        get('nets')  # sets the nets' files and sizes the other steps read
+        for name in SEED_STEPS:
+            if name in targets:
+                get(name)
+        return done.get('evaluate')
 
     # ---- evaluation
     def evaluate(self, seed, trained):
         from mlic import detection, evaluation, inference
+        boxes_key = (file_fingerprint(self.test_boxes, self.hash_cache())
+                     if self.test_boxes else None)
         step = self.step('evaluate', [s.key for s in trained.values()],
-                         folder=self.seed_folder(seed))
+                         *self.user_inputs(boxes_key), folder=self.seed_folder(seed))
         results_path = os.path.join(step.dir, 'results.json')
 
         def body(step):
             test = inference.read_datalist(self.datalists['test'], len(self.classes),
-                                           self.cfg['num_proposals'])
+                                           self.cfg['num_proposals'], self.root_folder)
             results = {}
             teacher = inference.predict_teacher(self.net_files['wsddn_deploy'],
                                                 trained['teacher'].weights, test, self.cfg)
             results['teacher'] = evaluation.evaluate(teacher['scores'], test.labels)
-            ground_truth = inference.read_ground_truth(
-                os.path.join(self.data_dir, 'test_boxes.json'), test.images)
-            results['teacher_detection'] = detection.detection_average_precision(
-                teacher['boxes'], teacher['proposal_scores'], ground_truth)
-            results['teacher_corloc'] = detection.corloc(
-                teacher['boxes'], teacher['proposal_scores'], ground_truth, test.labels)
+            if self.test_boxes:
+                size = self.cfg['image_size']
+                ground_truth = inference.read_ground_truth(self.test_boxes, test.images,
+                                                           self.root_folder, (size, size))
+                results['teacher_detection'] = detection.detection_average_precision(
+                    teacher['boxes'], teacher['proposal_scores'], ground_truth)
+                results['teacher_corloc'] = detection.corloc(
+                    teacher['boxes'], teacher['proposal_scores'], ground_truth, test.labels)
             np.save(os.path.join(step.dir, 'teacher_scores.npy'), teacher['scores'])
             for name, _ in STUDENT_ROWS:
                 scores = inference.predict_student(self.net_files['student_deploy'],
@@ -291,13 +609,32 @@ class Pipeline(object):
         return results
 
     # ---- the whole run
-    def run(self, seeds=None):
-        seeds = list(seeds or self.config['seeds'])
+    def step_names(self):
+        """Every step's name, in order (what run()'s `steps` may name)."""
+        shared = ['datalists'] if self.user_data else ['data', 'proposals']
+        return shared + list(SEED_STEPS) + ['report']
+
+    def run(self, seeds=None, steps=None):
+        """Runs every step, or only those named in `steps` and the steps they need (each
+        skipped when complete). Returns the results table when the report is made."""
+        seeds = list(seeds or self.config.get('seeds', [1]))
+        known = self.step_names()
+        steps = list(steps or known)
+        unknown = [name for name in steps if name not in known]
+        if unknown:
+            raise ConfigError('no step %r (steps: %s)' % (unknown[0], ', '.join(known)))
         start = time.time()
-        self.data()
-        self.proposals()
-        per_seed = [self.run_seed(seed) for seed in seeds]
-        report = self.report(seeds, per_seed)
+        if self.user_data and not self.init_weights:
+            log('WARNING: %s sets no init_weights: the teacher and every student train from '
+                'scratch, where the method starts them from ImageNet VGG16' % self.where)
+        if self.user_data:
+            self.datalists_step()
+        else:
+            self.data()
+            self.proposals()
+        targets = ['evaluate'] if 'report' in steps else [s for s in steps if s in SEED_STEPS]
+        per_seed = [self.run_seed(seed, targets) for seed in seeds] if targets else []
+        report = self.report(seeds, per_seed) if 'report' in steps else None
         log('pipeline finished in %.0f s; results in %s' % (time.time() - start, self.folder))
         return report
 
@@ -310,19 +647,23 @@ class Pipeline(object):
         plots.write_results_table(table, markdown, os.path.join(self.folder, 'results.json'))
         first = per_seed[0]
         plots.plot_training_curves(
-            [(name, caffe_log.parse_log(first['logs'][name])) for name in
-             ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')],
+            [(name, caffe_log.parse_log(first['logs'][name])) for name in TRAININGS],
             os.path.join(self.folder, 'training_curves.png'))
         self.top3_figure(first)
-        detection_lines = ['', 'Teacher detection on the test split (seed %d): VOC07 mAP@0.5 '
-                           '%.1f, CorLoc %.1f' % (seeds[0], 100 * first['teacher_detection']['mAP'],
-                                                  100 * first['teacher_corloc']['mean_corloc'])]
+        if 'teacher_detection' in first:
+            lines = ['', 'Teacher detection on the test split (seed %d): VOC07 mAP@0.5 %.1f, '
+                     'CorLoc %.1f' % (seeds[0], 100 * first['teacher_detection']['mAP'],
+                                      100 * first['teacher_corloc']['mean_corloc'])]
+        else:
+            lines = ['', 'Teacher detection: not measured (no ground-truth boxes of the test '
+                     'split; set datalists.test_boxes in %s to measure mAP@0.5 and CorLoc)'
+                     % self.where]
         if self.timings:
-            detection_lines += ['', 'Steps run this time:', '', '| step | seconds |', '|---|---|']
-            detection_lines += ['| %s | %.0f |' % (os.path.relpath(d, self.folder), t)
-                                for d, t in self.timings]
+            lines += ['', 'Steps run this time:', '', '| step | seconds |', '|---|---|']
+            lines += ['| %s | %.0f |' % (os.path.relpath(d, self.folder), t)
+                      for d, t in self.timings]
         with open(markdown, 'a') as f:
-            f.write('\n'.join(detection_lines) + '\n')
+            f.write('\n'.join(lines) + '\n')
         with open(markdown) as f:
             text = f.read()
         print(text)
@@ -331,7 +672,7 @@ class Pipeline(object):
     def top3_figure(self, results, count=6):
         from mlic import inference, plots
         test = inference.read_datalist(self.datalists['test'], len(self.classes),
-                                       self.cfg['num_proposals'])
+                                       self.cfg['num_proposals'], self.root_folder)
         without = np.load(os.path.join(results['folder'], 'student_scores.npy'))
         with_kd = np.load(os.path.join(results['folder'], 'stage2_scores.npy'))
         plots.plot_top_k_comparison(test.images[:count], without[:count], with_kd[:count],

@@ -39,14 +39,17 @@ def read_net(path):
     return net
 
 
-def blob_array(blob):
-    """A BlobProto as a numpy array (new shape field, or the legacy num/channels/h/w)."""
+def blob_shape(blob):
+    """A BlobProto's shape (new shape field, or the legacy num/channels/h/w)."""
     if blob.HasField('shape'):
-        shape = tuple(blob.shape.dim)
-    else:
-        shape = (blob.num, blob.channels, blob.height, blob.width)
+        return tuple(blob.shape.dim)
+    return (blob.num, blob.channels, blob.height, blob.width)
+
+
+def blob_array(blob):
+    """A BlobProto as a numpy array."""
     data = blob.double_data if len(blob.double_data) else blob.data
-    return np.asarray(data, dtype=np.float32).reshape(shape)
+    return np.asarray(data, dtype=np.float32).reshape(blob_shape(blob))
 
 
 def _varint(value):
@@ -137,13 +140,43 @@ def param_shapes(prototxt):
 
 
 def _fits(array, shape):
+    return _shape_fits(array.shape, shape)
+
+
+def _shape_fits(source_shape, shape):
     """Caffe's ShapeEquals: same shape, or a legacy 4-D blob whose dims match the target's
     padded with leading 1s (ImageNet VGG16's fc layers are stored as (1, 1, out, in))."""
-    if tuple(array.shape) == tuple(shape):
+    source_shape, shape = tuple(source_shape), tuple(shape)
+    if source_shape == shape:
         return True
-    if array.ndim == 4 and len(shape) <= 4:
-        return tuple(array.shape) == (1,) * (4 - len(shape)) + tuple(shape)
+    if len(source_shape) == 4 and len(shape) <= 4:
+        return source_shape == (1,) * (4 - len(shape)) + shape
     return False
+
+
+def check_pretrained(model_path, target_prototxt, layers):
+    """Raises SurgeryError unless every layer named in `layers` (weight layers of the target
+    net) is in the .caffemodel with parameter blobs of the target's shapes. Reads only the
+    shapes, so a 500 MB VGG16 file is checked in seconds; Caffe's `-weights` would silently
+    leave a missing layer at its filler."""
+    target = param_shapes(target_prototxt)
+    source = {}
+    net = read_net(model_path)
+    for layer in list(net.layer) + list(net.layers):
+        if len(layer.blobs) and layer.name not in source:
+            source[layer.name] = [blob_shape(b) for b in layer.blobs]
+    for name in layers:
+        if name not in source:
+            raise SurgeryError('layer "%s" of %s is not in %s (its weight layers: %s)'
+                               % (name, target_prototxt, model_path,
+                                  ', '.join(source) or 'none'))
+        shapes = target[name]
+        if len(source[name]) != len(shapes) or not all(
+                _shape_fits(a, b) for a, b in zip(source[name], shapes)):
+            raise SurgeryError('shape mismatch: layer "%s" of %s has parameters %s but %s has %s'
+                               % (name, target_prototxt,
+                                  ', '.join('x'.join(map(str, s)) for s in shapes), model_path,
+                                  ', '.join('x'.join(map(str, s)) for s in source[name])))
 
 
 def build(target_prototxt, recipe, out_path):
@@ -225,10 +258,14 @@ def stage1_init(teacher_model, target_prototxt, out_path, imagenet_model=None):
     return build(target_prototxt, recipe, out_path)
 
 
-def stage2_init(stage1_model, teacher_model, target_prototxt, out_path):
+def stage2_init(stage1_model, teacher_model, target_prototxt, out_path, imagenet_model=None):
     """Stage-2 init: the teacher (with its fc8_c/fc8_d heads) from the WSDDN .caffemodel, the
-    student's conv/fc6/fc7 from the stage-1 result, or from its fillers when stage1_model is None
-    (stage 2 without stage 1); see STAGE2_FROM_FILLERS for the rest."""
+    student's conv/fc6/fc7 from the stage-1 result; when stage1_model is None (stage 2 without
+    stage 1), from an ImageNet VGG16 .caffemodel when given, else from its fillers. See
+    STAGE2_FROM_FILLERS for the rest."""
+    if stage1_model and imagenet_model:
+        raise SurgeryError('stage 2 takes the student from the stage-1 result or from ImageNet '
+                           'VGG16, not both (%s, %s)' % (stage1_model, imagenet_model))
     teacher = weights(teacher_model)
     _check_teacher(teacher_model, teacher)
     stage1 = weights(stage1_model) if stage1_model else None
@@ -236,13 +273,16 @@ def stage2_init(stage1_model, teacher_model, target_prototxt, out_path):
         raise SurgeryError('%s is not a stage-1 result: it has no conv_wsd_* / fc_wsd_* layers '
                            '(its weight layers: %s); stage 2 takes the stage-1 .caffemodel and '
                            'the WSDDN teacher\'s' % (stage1_model, ', '.join(stage1)))
+    imagenet = weights(imagenet_model) if imagenet_model else None
 
     def recipe(name):
         if name in STAGE2_FROM_FILLERS:
             return None
         if is_teacher_layer(name):
             return teacher_model, teacher, netgen.teacher_layer_name(name)
-        if stage1 is None:
-            return None
-        return stage1_model, stage1, name
+        if stage1 is not None:
+            return stage1_model, stage1, name
+        if imagenet is not None:
+            return imagenet_model, imagenet, name
+        return None
     return build(target_prototxt, recipe, out_path)

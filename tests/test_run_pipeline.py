@@ -1,0 +1,302 @@
+"""tools/run_pipeline.py on a user's own datalists: the whole method end to end at toy size,
+the resume path, detection skipped without boxes, ImageNet-style initial weights, the VGG16
+preset, and errors that name the config key, the file and the line."""
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+import run_pipeline
+from mlic import converters, netgen, pipeline, proposals, surgery, synthetic
+
+ROWS = ['Teacher (WSDDN)', 'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'Student w/ KD']
+TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
+SIZE, BBOX_NUM, NUM_CLASSES = 64, 8, 4
+
+# The small nets at toy size; every solver runs 4 iterations.
+TINY_NETS = '''
+[nets]
+preset = "small"
+student_size = 32
+block_channels = [8, 16, 32]
+block_convs = [1, 1, 1]
+fc_size = 16
+pooled_size = 4
+
+[nets.batch_size]
+wsddn = [4, 4]
+stage1 = [4, 4]
+stage2 = [4, 4]
+student = [4, 4]
+''' + ''.join('''
+[nets.solver.%s]
+max_iter = 4
+stepsize = 4
+snapshot = 4
+''' % net for net in netgen.NETS)
+
+
+@pytest.fixture(scope='module')
+def user_data(tmp_path_factory):
+    """Complete datalists made by the project's own tools, as a user would make them."""
+    root = tmp_path_factory.mktemp('user_data')
+    paths = synthetic.generate(str(root / 'raw'), num_classes=NUM_CLASSES, image_size=SIZE,
+                               num_train=12, num_test=8, seed=3)
+    method = proposals.proposal_settings('edgeboxes', max_boxes=BBOX_NUM)
+    lists = {}
+    for split in ('train', 'test'):
+        lists[split] = str(root / (split + '.txt'))
+        proposals.complete_datalist(paths[split + '_datalist'], lists[split], method,
+                                    str(root / 'cache'), new_width=SIZE, new_height=SIZE,
+                                    bbox_num=BBOX_NUM, progress=False)
+    lists['test_boxes'] = paths['test_boxes']
+    lists['classes'] = lists['train'] + '.classes'
+    return lists
+
+
+def write_config(path, user_data, boxes=True, extra_top='', datalists=None, nets=TINY_NETS):
+    lists = dict(train=user_data['train'], test=user_data['test'], bbox_num=BBOX_NUM,
+                 image_size=SIZE)
+    if boxes:
+        lists['test_boxes'] = user_data['test_boxes']
+    lists.update(datalists or {})
+    text = 'folder = "%s"\nseeds = [1]\n%s\n[datalists]\n' % (path.parent / 'run', extra_top)
+    text += ''.join('%s = %s\n' % (k, json.dumps(v)) for k, v in lists.items()) + nets
+    path.write_text(text)
+    return str(path)
+
+
+def check_table(folder):
+    table = json.loads((folder / 'results.json').read_text())
+    assert [row['name'] for row in table['rows']] == ROWS
+    for row in table['rows']:
+        assert row['values']
+        for column, cell in row['values'].items():
+            assert math.isfinite(cell['mean']) and 0 <= cell['mean'] <= 100, (row, column)
+    for png in ('training_curves.png', 'top3_examples.png'):
+        assert (folder / png).stat().st_size > 1000, png
+    return (folder / 'results.md').read_text()
+
+
+def test_whole_method_on_user_datalists_then_a_rerun_redoes_nothing(user_data, tmp_path,
+                                                                      capfd):
+    config = write_config(tmp_path / 'my.toml', user_data)
+    assert run_pipeline.main(['--config', config]) == 0
+    first = capfd.readouterr().err
+    assert 'no init_weights' in first  # the from-scratch warning
+    folder = tmp_path / 'run'
+    markdown = check_table(folder)
+    assert 'Teacher detection on the test split (seed 1): VOC07 mAP@0.5' in markdown
+    evaluated = json.loads((folder / 'seed1' / 'evaluate' / 'results.json').read_text())
+    assert 0 <= evaluated['teacher_detection']['mAP'] <= 1
+    for step in TRAININGS:
+        assert (folder / 'seed1' / step / 'final.caffemodel').exists(), step
+    # The nets read the user's lists, not the demo's.
+    solver_net = (folder / 'seed1' / 'nets' / 'wsddn' / 'train.prototxt').read_text()
+    assert user_data['train'] in solver_net and user_data['test'] in solver_net
+
+    assert run_pipeline.main(['--config', config]) == 0
+    again = capfd.readouterr().err
+    assert 'training' not in again and 'checking' not in again
+    assert again.count('done already') == 9  # datalists, nets, six trainings, evaluate
+
+    # The datalists are fingerprinted by content: a touched list is still done, a changed one
+    # is checked again.
+    test_list = user_data['test']
+    os.utime(test_list)
+    assert run_pipeline.main(['--config', config, '--steps', 'datalists']) == 0
+    assert 'datalists     done already' in capfd.readouterr().err
+    changed = tmp_path / 'test_changed.txt'
+    shutil.copyfile(test_list, changed)
+    shutil.copyfile(test_list + '.classes', str(changed) + '.classes')
+    lines = changed.read_text().splitlines()
+    changed.write_text('\n'.join(lines[:-1]) + '\n')
+    config = write_config(tmp_path / 'my.toml', user_data,
+                          datalists={'test': str(changed), 'test_boxes': user_data['test_boxes']})
+    assert run_pipeline.main(['--config', config, '--steps', 'datalists']) == 0
+    assert 'datalists     checking' in capfd.readouterr().err
+
+
+def fake_imagenet_model(cfg, path, tmp_path):
+    """A .caffemodel with the student's conv1_1 .. fc7 (random), as ImageNet VGG16 has them
+    for the full nets: what init_weights names."""
+    import caffe
+    files = netgen.write_nets(str(tmp_path / 'fake_nets'), cfg)
+    net = caffe.Net(files['student_deploy'], caffe.TEST)
+    rng = np.random.default_rng(0)
+    for name, blobs in net.params.items():
+        for blob in blobs:
+            blob.data[...] = rng.normal(0, 0.05, blob.data.shape)
+    net.save(str(path) + '.full')
+    model = surgery.read_net(str(path) + '.full')
+    keep = [layer for layer in model.layer if layer.name != 'fc8_mscoco']
+    del model.layer[:]
+    model.layer.extend(keep)
+    path.write_bytes(model.SerializeToString())
+    return {name: blobs[0].data.copy() for name, blobs in net.params.items()}
+
+
+def test_without_boxes_the_report_says_so_and_init_weights_start_the_nets(user_data, tmp_path,
+                                                                           caffe, capfd):
+    config = write_config(tmp_path / 'my.toml', user_data, boxes=False)
+    cfg = pipeline.net_config(pipeline.load_config(config), NUM_CLASSES)
+    imagenet = tmp_path / 'imagenet.caffemodel'
+    weights = fake_imagenet_model(cfg, imagenet, tmp_path)
+    config = write_config(tmp_path / 'my.toml', user_data, boxes=False,
+                          extra_top='init_weights = "%s"' % imagenet)
+    assert run_pipeline.main(['--config', config]) == 0
+    assert 'no init_weights' not in capfd.readouterr().err
+    folder = tmp_path / 'run'
+    markdown = check_table(folder)
+    assert 'Teacher detection: not measured' in markdown and 'CorLoc' not in markdown.replace(
+        'mAP@0.5 and CorLoc', '')
+    evaluated = json.loads((folder / 'seed1' / 'evaluate' / 'results.json').read_text())
+    assert 'teacher_detection' not in evaluated and 'teacher' in evaluated
+    # The teacher and the student w/o KD get the file from caffe's -weights ...
+    for step in ('teacher', 'student'):
+        log = (folder / 'seed1' / step / 'train.log').read_text()
+        assert 'Finetuning from %s' % imagenet in log, step
+    # ... the students of stage 1 and of stage 2 only through the weight surgery.
+    for step in ('stage1', 'stage2_only'):
+        init = surgery.weights(str(folder / 'seed1' / step / 'init.caffemodel'))
+        for name in ('conv1_1', 'conv3_1', 'fc6', 'fc7'):
+            np.testing.assert_array_equal(init[name][0], weights[name], err_msg=(step, name))
+
+
+def test_init_weights_that_do_not_fit_the_nets_stop_before_training(user_data, tmp_path,
+                                                                     caffe, capfd):
+    config = write_config(tmp_path / 'my.toml', user_data)
+    cfg = pipeline.net_config(pipeline.load_config(config), NUM_CLASSES)
+    imagenet = tmp_path / 'other.caffemodel'
+    fake_imagenet_model(dict(cfg, fc_size=8), imagenet, tmp_path)  # fc6, fc7 of other sizes
+    config = write_config(tmp_path / 'my.toml', user_data,
+                          extra_top='init_weights = "%s"' % imagenet)
+    assert run_pipeline.main(['--config', config]) == 1
+    err = capfd.readouterr().err
+    assert 'my.toml: init_weights: %s does not fit the nets' % imagenet in err
+    assert 'shape mismatch: layer "fc6"' in err
+    assert not (tmp_path / 'run' / 'seed1' / 'teacher').exists()
+
+
+def test_full_preset_writes_the_vgg16_nets_with_the_table_overrides(user_data, tmp_path):
+    nets = '''
+[nets]
+preset = "full"
+[nets.batch_size]
+wsddn = [2, 1]
+[nets.solver.wsddn]
+max_iter = 123
+solver_mode = "CPU"
+'''
+    config = write_config(tmp_path / 'my.toml', user_data, nets=nets,
+                          datalists={'bbox_num': 500, 'image_size': 672})
+    assert run_pipeline.main(['--config', config, '--steps', 'nets']) == 0
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    nets_dir = tmp_path / 'run' / 'seed1' / 'nets'
+    for name, convs in (('wsddn/train.prototxt', 13), ('kd/student_train.prototxt', 13),
+                        ('kd/stage1_train.prototxt', 26)):
+        net = text_format.Parse((nets_dir / name).read_text(), caffe_pb2.NetParameter())
+        layers = {layer.name: layer for layer in net.layer}
+        conv3 = [layer for layer in net.layer if layer.type == 'Convolution'
+                 and layer.convolution_param.kernel_size == [3]]
+        assert len(conv3) == convs, name
+        assert [layers[n].convolution_param.num_output for n in ('conv1_1', 'conv5_3')
+                if n in layers] in ([64, 512], [])
+        assert all(layers[n].inner_product_param.num_output == 4096
+                   for n in ('fc6', 'fc7') if n in layers)
+        assert not any(layer.type == 'BatchNorm' for layer in net.layer)
+    wsddn = (nets_dir / 'wsddn' / 'train.prototxt').read_text()
+    assert 'bbox_num: 500' in wsddn and 'new_width: 672' in wsddn
+    assert 'att_num: %d' % NUM_CLASSES in wsddn and 'batch_size: 2' in wsddn
+    student = text_format.Parse((nets_dir / 'kd/student_train.prototxt').read_text(),
+                                caffe_pb2.NetParameter())
+    fc8 = [layer for layer in student.layer if layer.name == 'fc8_mscoco'][0]
+    assert fc8.inner_product_param.num_output == NUM_CLASSES
+    solver = (nets_dir / 'wsddn' / 'solver.prototxt').read_text()
+    assert 'max_iter: 123' in solver and 'base_lr: 5e-05' in solver
+    assert not (tmp_path / 'run' / 'seed1' / 'teacher').exists()
+
+
+@pytest.mark.parametrize('key, value, named', [
+    ('train', 'no/such/train.txt', 'datalists.train: datalist'),
+    ('classes', 'no/such/classes.txt', 'datalists.classes: classes file'),
+    ('test_boxes', 'no/such/boxes.json', 'datalists.test_boxes: ground-truth box file'),
+    ('init_weights', 'no/such/vgg16.caffemodel', 'init_weights: weights file'),
+])
+def test_a_missing_file_names_the_config_and_the_key(user_data, tmp_path, capfd, key, value,
+                                                     named):
+    if key == 'init_weights':
+        config = write_config(tmp_path / 'my.toml', user_data,
+                              extra_top='init_weights = "%s"' % value)
+    else:
+        config = write_config(tmp_path / 'my.toml', user_data, datalists={key: value})
+    assert run_pipeline.main(['--config', config]) == 1
+    err = capfd.readouterr().err
+    assert '%s: %s %s does not exist' % (config, named, os.path.join(ROOT, value)) in err
+
+
+def test_a_label_count_that_does_not_match_the_classes_names_file_and_line(user_data, tmp_path,
+                                                                          capfd):
+    classes = tmp_path / 'five.classes'
+    converters.write_classes(str(classes), converters.read_classes(user_data['classes'])
+                             + ['extra'])
+    train = tmp_path / 'train.txt'  # no .classes beside it: only datalists.classes says C
+    shutil.copyfile(user_data['train'], train)
+    config = write_config(tmp_path / 'my.toml', user_data,
+                          datalists={'train': str(train), 'classes': str(classes)})
+    assert run_pipeline.main(['--config', config]) == 1
+    err = capfd.readouterr().err
+    assert 'my.toml: datalists.train: %s has 12 problems' % train in err
+    assert '%s:1: fields: ' % train in err and '(C = 5 labels' in err
+    assert 'one label per class of %s: 5' % classes in err
+
+    # With its own class file beside it, the list's class order is checked first.
+    shutil.copyfile(user_data['classes'], str(train) + '.classes')
+    assert run_pipeline.main(['--config', config]) == 1
+    assert 'the labels would be read in the wrong order' in capfd.readouterr().err
+
+
+def test_a_bad_line_fails_early_with_file_line_and_field(user_data, tmp_path, capfd):
+    test = tmp_path / 'test.txt'
+    lines = open(user_data['test']).read().splitlines()
+    fields = lines[2].split()
+    fields[2] = '2'  # labels[1]
+    lines[2] = ' '.join(fields)
+    test.write_text('\n'.join(lines) + '\n')
+    config = write_config(tmp_path / 'my.toml', user_data, datalists={'test': str(test)})
+    assert run_pipeline.main(['--config', config]) == 1
+    err = capfd.readouterr().err
+    assert 'my.toml: datalists.test: ' in err
+    assert '%s:3: labels[1]: 2 is not 0, 1 or -1 (ignore)' % test in err
+    assert not (tmp_path / 'run' / 'seed1').exists()
+
+
+def test_example_config_and_help(capsys):
+    with pytest.raises(SystemExit):
+        run_pipeline.main(['--help'])
+    text = capsys.readouterr().out
+    assert '[datalists]' in text and 'init_weights' in text and 'preset' in text
+    example = os.path.join(ROOT, 'tools', 'run_pipeline.example.toml')
+    config = pipeline.load_config(example)
+    assert set(config['datalists']) <= set(pipeline.DATALIST_KEYS)
+    cfg = pipeline.net_config(config, 80)
+    assert cfg['fc_size'] == 4096 and cfg['image_size'] == 672 and cfg['num_proposals'] == 500
+
+
+def test_an_unknown_step_or_key_is_named(user_data, tmp_path, capfd):
+    config = write_config(tmp_path / 'my.toml', user_data)
+    assert run_pipeline.main(['--config', config, '--steps', 'teacher,stage3']) == 1
+    assert "no step 'stage3' (steps: datalists, nets, teacher" in capfd.readouterr().err
+    config = write_config(tmp_path / 'my.toml', user_data, datalists={'bbox_nums': 4})
+    assert run_pipeline.main(['--config', config]) == 1
+    assert 'my.toml: datalists.bbox_nums: unknown key' in capfd.readouterr().err
+    nets = TINY_NETS.replace('preset = "small"\n', 'preset = "small"\nfc_sizes = 3\n')
+    config = write_config(tmp_path / 'my.toml', user_data, nets=nets)
+    assert run_pipeline.main(['--config', config, '--steps', 'nets']) == 1
+    assert "my.toml: nets: unknown key 'fc_sizes'" in capfd.readouterr().err
