@@ -38,8 +38,13 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
         assert image is not None and image.std() > 0, png
     for step in ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only'):
         assert (folder / 'seed1' / step / 'final.caffemodel').exists(), step
+    # The ImageNet stand-in starts the teacher and the students: Caffe says it loaded it.
+    assert (folder / 'pretrain' / 'backbone.caffemodel').exists()
+    for step in ('teacher', 'student'):
+        log = (folder / 'seed1' / step / 'train.log').read_text()
+        assert 'backbone.caffemodel' in log and 'Finetuning from' in log, step
 
     again = run_demo(folder)
     assert again.returncode == 0, again.stdout[-3000:]
     assert 'training' not in again.stdout and 'generating' not in again.stdout
-    assert again.stdout.count('done already') == 10  # data .. evaluate
+    assert again.stdout.count('done already') == 11  # data, proposals, pretrain .. evaluate

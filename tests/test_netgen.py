@@ -368,3 +368,38 @@ def test_batch_norm_follows_every_conv_and_fc6_fc7_and_freezes_with_the_teacher(
             assert netgen.teacher_layer_name(teacher + '_bn') == conv + '_bn'
     net = caffe.Net(paths['student_deploy'], caffe.TEST)
     assert net.blobs['fc7'].data.shape == (1, cfg['fc_size'])
+
+
+def test_head_params_set_the_classifier_multipliers_only(tmp_path):
+    default = netgen.write_nets(str(tmp_path / 'a'), netgen.small_config())
+    chosen = netgen.write_nets(str(tmp_path / 'b'),
+                               netgen.small_config(head_params=[[1, 1], [2, 0]]))
+    for key in ('wsddn_train', 'stage2_train', 'student_train'):
+        before = {l.name: l for l in parse(open(default[key]).read()).layer}
+        after = {l.name: l for l in parse(open(chosen[key]).read()).layer}
+        heads = [n for n in after if n in ('fc8_c', 'fc8_d', 'fc8_mscoco')]
+        assert heads
+        for name in heads:
+            assert [(p.lr_mult, p.decay_mult) for p in before[name].param] == [(10, 10), (20, 0)]
+            assert [(p.lr_mult, p.decay_mult) for p in after[name].param] == [(1, 1), (2, 0)]
+        for name in set(after) - set(heads):
+            assert after[name] == before[name], name
+
+
+@pytest.mark.parametrize('batch_norm', [False, True])
+def test_stage1_fc_frozen_freezes_the_students_fc6_fc7_in_stage1_only(tmp_path, batch_norm):
+    cfg = netgen.small_config(stage1_fc_frozen=True, batch_norm=batch_norm)
+    paths = netgen.write_nets(str(tmp_path), cfg)
+    stage1 = {l.name: l for l in parse(open(paths['stage1_train']).read()).layer}
+    for name in ('fc6', 'fc7') + (('fc6_scale', 'fc7_scale') if batch_norm else ()):
+        assert [p.lr_mult for p in stage1[name].param] == [0, 0], name
+    if batch_norm:
+        assert stage1['fc6_bn'].batch_norm_param.use_global_stats
+        assert not stage1['conv1_1_bn'].batch_norm_param.use_global_stats
+    # The convolutions still learn, and nothing changes in the other nets.
+    assert [p.lr_mult for p in stage1['conv1_1'].param] == [1, 2]
+    free = netgen.write_nets(str(tmp_path / 'free'), netgen.small_config(batch_norm=batch_norm))
+    for key in ('stage2_train', 'student_train', 'wsddn_train'):
+        assert open(paths[key]).read() == open(free[key]).read()
+    assert [p.lr_mult for p in {l.name: l for l in parse(open(
+        free['stage1_train']).read()).layer}['fc6'].param] == [1, 2]

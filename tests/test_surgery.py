@@ -167,3 +167,18 @@ def test_command_line_tool(caffe, nets, tmp_path):
                            '--out', str(tmp_path / 'init2.caffemodel')],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 1 and 'net_surgery: ' in done.stderr
+
+
+def test_backbone_drops_only_the_classifier(caffe, nets, tmp_path):
+    """A pretrained classifier without fc8 fits the teacher and the student by name, and Caffe
+    loads it into both with everything but fc8 / the WSDDN heads copied."""
+    trained = saved_model(caffe, nets['student_deploy'], str(tmp_path / 'classifier.caffemodel'))
+    report = surgery.backbone(str(tmp_path / 'classifier.caffemodel'), nets['student_train'],
+                              str(tmp_path / 'backbone.caffemodel'))
+    assert report['fc8_mscoco'] == 'filler'
+    backbone = surgery.weights(str(tmp_path / 'backbone.caffemodel'))
+    assert sorted(backbone) == sorted(n for n in trained if n != 'fc8_mscoco')
+    teacher = caffe.Net(nets['wsddn_deploy'], str(tmp_path / 'backbone.caffemodel'), caffe.TEST)
+    for name in backbone:
+        for got, want in zip(teacher.params[name], trained[name]):
+            np.testing.assert_array_equal(got.data, want)

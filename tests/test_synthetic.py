@@ -109,3 +109,39 @@ def test_bad_parameters_are_named(tmp_path, kwargs, message):
     settings.update(kwargs)
     with pytest.raises(ValueError, match=message):
         synthetic.generate(str(tmp_path), **settings)
+
+
+def test_pretraining_set_is_object_centric_balanced_and_reproducible(tmp_path):
+    from mlic import datalist
+    classes = synthetic.pretraining_classes()
+    assert len(classes) == len(set(classes)) == 48
+    assert set(synthetic.class_table(10)) < set(classes)
+    path = synthetic.generate_pretraining(str(tmp_path / 'a'), image_size=32,
+                                          object_size=(8, 28), count=96, seed=3)
+    lines = open(path).read().split('\n')[:-1]
+    assert len(lines) == 96
+    counts = np.zeros(48)
+    for line in lines:
+        fields = line.split()
+        labels = np.array([float(v) for v in fields[1:49]])
+        assert labels.sum() == 1
+        counts += labels
+        np.testing.assert_array_equal([float(v) for v in fields[49:]], [0, 0, 31, 31, 1])
+        img = cv2.imread(fields[0])
+        assert img.shape == (32, 32, 3) and img.std() > 0
+    assert counts.min() == 2 and counts.max() == 2
+    assert read_classes(path + '.classes') == ['%s_%s' % pair for pair in classes]
+    # The data layer's own validator takes it as it is.
+    assert datalist.validate_datalist(path, 48, 32, 32) == []
+    again = synthetic.generate_pretraining(str(tmp_path / 'b'), image_size=32,
+                                           object_size=(8, 28), count=4, seed=3)
+    first = cv2.imread(lines[0].split()[0])
+    np.testing.assert_array_equal(cv2.imread(open(again).readline().split()[0]), first)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'object_size': (2, 20)}, 'object_size'), ({'object_size': (8, 40)}, 'object_size'),
+    ({'count': 0}, 'count')])
+def test_pretraining_bad_parameters_are_named(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic.generate_pretraining(str(tmp_path), image_size=32, **kwargs)

@@ -45,6 +45,11 @@ Config keys:
                     (2, "T = 0.5")
   soft_scale        stage 2: the student's logits are multiplied by this for the soft loss
                     (0.2, "T = 5")
+  stage1_fc_frozen  stage 1: the student's fc6/fc7 keep their initial weights (lr_mult 0; with
+                    batch_norm, their BatchNorm uses its stored statistics), so that only its
+                    convolutions learn, as the paper's slides say; False (the released prototxt)
+                    trains fc6/fc7 too. Frozen, fc6/fc7 stay the ones stage 2 applies to pool5
+                    of the whole image instead of becoming a regressor of RoI features
   distill_top_k     stage 1: RoIDistillationLoss top_k (0 = every proposal, as the original)
   batch_size        {net: (train, test)} for 'wsddn', 'stage1', 'stage2', 'student'
   solver            {net: {SolverParameter field: value}}
@@ -113,6 +118,7 @@ FULL = {
     'teacher_scale': 2.0,
     'soft_scale': 0.2,
     'distill_top_k': 0,
+    'stage1_fc_frozen': False,
     'batch_size': {'wsddn': (32, 16), 'stage1': (32, 16), 'stage2': (28, 4),
                    'student': (28, 4)},
     'solver': {
@@ -419,10 +425,12 @@ def student_trunk(net, cfg, image, roi=None):
                     param_str=param_text([('height', size), ('width', size)]))
     conv = conv_blocks(net, cfg, small, False, BACKBONE, pool_last=roi is None)
     blob = conv if roi is None else roi_pooling(net, cfg, 'roi_pooling_224', conv, roi)
+    frozen = roi is not None and cfg['stage1_fc_frozen']
     for index in (6, 7):
-        blob = net.inner_product('fc%d' % index, blob, cfg['fc_size'], BACKBONE)
+        blob = net.inner_product('fc%d' % index, blob, cfg['fc_size'],
+                                 FROZEN if frozen else BACKBONE)
         if cfg['batch_norm']:
-            batch_norm(net, blob, False, BACKBONE)
+            batch_norm(net, blob, frozen, FROZEN if frozen else BACKBONE)
         net.relu('relu%d' % index, blob)
         net.dropout(cfg, 'drop%d' % index, blob)
     return blob

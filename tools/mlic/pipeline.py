@@ -5,6 +5,9 @@ interrupted run resumes; a step whose settings changed runs again, and so do the
 
   data          the synthetic dataset (the demo's [data] table)
   proposals     EdgeBoxes proposals -> the train and test datalists (the demo's [proposals])
+  pretrain      the demo's ImageNet stand-in ([pretrain]): the student net trained to classify
+                object-centric images of every shape and pattern; without fc8 it is the
+                init_weights of every net below, as ImageNet VGG16 is the original's
   datalists     instead of both, for a config with a [datalists] table: the user's complete
                 datalists are checked line by line and fingerprinted by content
   then per seed:
@@ -366,6 +369,43 @@ class Pipeline(object):
         self.root_folder = ''
         return step
 
+    def pretrain(self):
+        """The demo's ImageNet stand-in: the student net (its own Interp, conv blocks, fc6, fc7)
+        trained once, for every seed, to tell object-centric images of every shape x pattern
+        pair at the student's input size; its weights without fc8 become init_weights."""
+        from mlic import converters, netgen, surgery, synthetic
+        settings = self.config['pretrain']
+        nets = self.config['nets']
+        size = nets['student_size']
+        step = self.step('pretrain', settings, nets)
+        backbone = os.path.join(step.dir, 'backbone.caffemodel')
+
+        def body(step):
+            datalist = synthetic.generate_pretraining(
+                os.path.join(step.dir, 'data'), image_size=size,
+                object_size=tuple(settings['object_size']), count=settings['num_images'],
+                seed=settings['seed'])
+            classes = converters.read_classes(converters.classes_path(datalist))
+            cfg = net_config(self.config, len(classes))
+            cfg.update(num_proposals=1, image_size=size, scale_factors=[1.0],
+                       data_seed=settings['seed'])
+            cfg['batch_size']['student'] = (settings['batch_size'], settings['batch_size'])
+            cfg['solver']['student'] = dict(cfg['solver']['student'], **settings['solver'],
+                                            random_seed=settings['seed'])
+            files = netgen.write_nets(os.path.join(step.dir, 'nets'), cfg,
+                                      datalists={'train': datalist, 'test': datalist},
+                                      snapshot_dir=os.path.join(step.dir, 'snapshots'))
+            final = caffe_train.train(files['student_train'].replace('_train.', '_solver.'),
+                                      os.path.join(step.dir, 'train.log'), label='pretrain',
+                                      progress=self.progress, cwd=step.dir)
+            surgery.backbone(final, files['student_train'], backbone)
+        self.run_step(step, body, 'the ImageNet stand-in: %d object-centric images at %d px, '
+                      '%d iterations' % (settings['num_images'], size,
+                                         settings['solver']['max_iter']))
+        self.init_weights, self.init_key = backbone, step.key
+        self.pretrain_log = os.path.join(step.dir, 'train.log')
+        return step
+
     def datalists_step(self):
         """The user's datalists, checked (every line, the image files, the boxes inside the
         resized image) and fingerprinted by content: a changed list reruns what follows."""
@@ -451,9 +491,9 @@ class Pipeline(object):
         cfg['data_seed'] = seed
         for solver in cfg['solver'].values():
             solver['random_seed'] = seed
-        step = self.step('nets', self.datalist_key, cfg, *self.user_inputs(self.root_folder,
-                                                                           self.init_key),
-                         folder=self.seed_folder(seed))
+        inputs = list(self.user_inputs(self.root_folder)) + ([self.init_key] if self.init_key
+                                                             else [])
+        step = self.step('nets', self.datalist_key, cfg, *inputs, folder=self.seed_folder(seed))
 
         def body(step):
             paths = netgen.write_nets(step.dir, cfg, datalists=self.datalists,
@@ -612,6 +652,8 @@ class Pipeline(object):
     def step_names(self):
         """Every step's name, in order (what run()'s `steps` may name)."""
         shared = ['datalists'] if self.user_data else ['data', 'proposals']
+        if 'pretrain' in self.config:
+            shared.append('pretrain')
         return shared + list(SEED_STEPS) + ['report']
 
     def run(self, seeds=None, steps=None):
@@ -632,6 +674,8 @@ class Pipeline(object):
         else:
             self.data()
             self.proposals()
+            if 'pretrain' in self.config:
+                self.pretrain()
         targets = ['evaluate'] if 'report' in steps else [s for s in steps if s in SEED_STEPS]
         per_seed = [self.run_seed(seed, targets) for seed in seeds] if targets else []
         report = self.report(seeds, per_seed) if 'report' in steps else None

@@ -221,6 +221,16 @@ def build(target_prototxt, recipe, out_path):
     return report
 
 
+def backbone(classifier_model, classifier_prototxt, out_path, classifier='fc8_mscoco'):
+    """A pretrained classifier without its classification layer: what the teacher and the
+    students start from (conv*, their BatchNorm/Scale, fc6, fc7), like ImageNet VGG16 without
+    fc8. The demo's pretraining step makes one from its ImageNet stand-in."""
+    source = weights(classifier_model)
+    return build(classifier_prototxt,
+                 lambda name: None if name == classifier else
+                 (classifier_model, source, name), out_path)
+
+
 def is_teacher_layer(name):
     """Teacher layers of the KD nets: the renamed ones and the teacher-only layers."""
     return ('_wsd_' in name or name.startswith('temp_branch')

@@ -1,4 +1,5 @@
-"""A seeded synthetic multi-label dataset with what makes the real problem hard.
+"""A seeded synthetic multi-label dataset with what makes the real problem hard, and the
+object-centric single-label set that stands in for ImageNet (pretraining).
 
 A class is a (shape, fill pattern) pair, drawn in random colours, so no class can be told by a
 global colour statistic: a small CNN has to see shape and texture together. Scenes hold several
@@ -316,3 +317,62 @@ def generate(out_dir, num_classes=10, image_size=128, object_size=None,
         converters.write_labels_datalist(paths[split + '_datalist'], names, entries)
         converters.write_boxes_json(paths[split + '_boxes'], names, entries)
     return paths
+
+
+def pretraining_classes():
+    """Every (shape, pattern) pair, clutter patterns included: the pretraining classes cover the
+    scene classes and more, as ImageNet's 1000 cover MS-COCO's 80."""
+    return [(shape, pattern) for shape in SHAPES for pattern in PATTERNS + CLUTTER_PATTERNS]
+
+
+def render_object(rng, shape, pattern, image_size, object_size):
+    """One object-centric image: a single object of side in object_size (log-uniform) at a random
+    place over a background. Returns (BGR uint8 image, [x1, y1, x2, y2])."""
+    img = _background(image_size, rng)
+    side = int(round(np.exp(rng.uniform(np.log(object_size[0]), np.log(object_size[1])))))
+    x, y = (int(v) for v in rng.integers(0, image_size - side + 1, 2))
+    mask = _shape_mask(shape, side, rng.uniform(-0.25, 0.25))
+    _paste(img, _texture(pattern, side, rng), mask, x, y)
+    ys, xs = np.nonzero(mask > 127)
+    box = [x + int(xs.min()), y + int(ys.min()), x + int(xs.max()), y + int(ys.max())]
+    noise = rng.normal(0, rng.uniform(2, 10), img.shape).astype(np.float32)
+    return np.clip(img + noise, 0, 255).astype(np.uint8), box
+
+
+def generate_pretraining(out_dir, image_size=64, object_size=None, count=6000, seed=0):
+    """The ImageNet stand-in: `count` object-centric images, one object each, its class one of
+    pretraining_classes(), balanced. Writes images/, classes.txt and train.txt, a complete
+    datalist (one-hot labels, one proposal: the whole image, so that the data layer reads it);
+    returns the datalist's path. object_size: (min, max) side, default (image_size // 4,
+    image_size - 4)."""
+    if object_size is None:
+        object_size = (max(4, image_size // 4), max(4, image_size - 4))
+    if not 4 <= object_size[0] <= object_size[1] <= image_size:
+        raise ValueError('object_size must satisfy 4 <= min <= max <= image_size, got %r'
+                         % (tuple(object_size),))
+    if count < 1:
+        raise ValueError('count must be >= 1, got %d' % count)
+    from mlic import datalist
+    table = pretraining_classes()
+    out_dir = os.path.abspath(out_dir)
+    image_dir = os.path.join(out_dir, 'images')
+    os.makedirs(image_dir, exist_ok=True)
+    names = ['%s_%s' % pair for pair in table]
+    converters.write_classes(os.path.join(out_dir, 'classes.txt'), names)
+    whole_image = np.array([[0, 0, image_size - 1, image_size - 1, 1]])
+    lines = []
+    for i in range(count):
+        rng = np.random.default_rng([seed, 2, i])
+        k = i % len(table)
+        img, _ = render_object(rng, table[k][0], table[k][1], image_size, object_size)
+        path = os.path.join(image_dir, 'object_%06d.png' % i)
+        if not cv2.imwrite(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise IOError('cannot write image %s' % path)
+        labels = [0] * len(table)
+        labels[k] = 1
+        lines.append(datalist.format_line(path, labels, whole_image))
+    path = os.path.join(out_dir, 'train.txt')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    converters.write_classes(converters.classes_path(path), names)
+    return path
