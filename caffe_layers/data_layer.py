@@ -16,11 +16,13 @@ Python threads would only make progress while the solver waits for data. The ord
 scales and mirrors is drawn in the main process from one generator seeded by `seed`, so batches
 do not depend on which worker made them.
 """
+import functools
 import logging
 import mmap
 import multiprocessing
 import os
 import queue
+import sys
 import time
 import weakref
 
@@ -45,6 +47,31 @@ log = logging.getLogger(__name__)
 class DataLayerError(RuntimeError):
     def __init__(self, field, reason):
         super().__init__('%s: %s: %s' % (LAYER, field, reason))
+
+
+def _embedded_in_caffe():
+    """True inside the caffe tool (not pycaffe): there a Python layer's exception ends in an
+    abort ("terminate called after ... error_already_set") that never shows its message."""
+    try:
+        exe = os.path.basename(os.readlink('/proc/self/exe'))
+    except OSError:
+        return False
+    return not exe.startswith('python')
+
+
+def _say_why(method):
+    """Writes the exception's message to stderr before it reaches the caffe tool."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        try:
+            return method(self, *args)
+        except Exception as e:
+            if _embedded_in_caffe():
+                sys.stderr.write('%s\n' % e if isinstance(e, DataLayerError) else
+                                 '%s: %s: %s\n' % (LAYER, type(e).__name__, e))
+                sys.stderr.flush()
+            raise
+    return wrapper
 
 
 def parse_param(param_str):
@@ -249,6 +276,7 @@ def stop_workers(workers, tasks):
 
 class MultiLabelRoIDataLayer(caffe.Layer):
 
+    @_say_why
     def setup(self, bottom, top):
         if len(bottom) != 0:
             raise DataLayerError('bottom', 'takes no bottom blobs, got %d' % len(bottom))
@@ -326,6 +354,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         self.next_to_use += 1
         self.data_s += time.time() - start
 
+    @_say_why
     def reshape(self, bottom, top):
         if self.batch is None:
             self.wait_for_batch()
@@ -333,6 +362,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         top[0].reshape(*shape)
         top[1].reshape(*label_roi.shape)
 
+    @_say_why
     def forward(self, bottom, top):
         if self.batch is None:
             self.wait_for_batch()

@@ -358,3 +358,22 @@ def test_workers_of_a_process_that_dies_exit_too(dataset):
     for pid in (p for p, ended in zip(pids, gone) if not ended):
         os.kill(pid, signal.SIGKILL)  # leave nothing behind when the test fails
     assert all(gone)
+
+
+def test_caffe_tool_shows_why_the_data_layer_failed(dataset):
+    """The caffe tool aborts on a Python layer's exception without its message; the layer
+    prints it first, so a bad datalist is named with its line."""
+    bad = dataset / 'bad.txt'
+    bad.write_text('missing_image.png' + ' 0' * C + '\n')
+    text = net_text(dataset, batch_size=1, source=str(bad))
+    (dataset / 'bad_net.prototxt').write_text(text + '''
+        layer { name: "silence" type: "Silence" bottom: "data" bottom: "labels" bottom: "roi" }
+    ''')
+    (dataset / 'bad_solver.prototxt').write_text(
+        'net: "bad_net.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 1\n'
+        'solver_mode: CPU\n')
+    result = run_caffe_tool(['train', '-solver', 'bad_solver.prototxt'], cwd=str(dataset),
+                            timeout=120)
+    assert result.returncode != 0
+    assert 'MultiLabelRoIDataLayer: source:' in result.stdout, result.stdout[-3000:]
+    assert '%s:1:' % bad in result.stdout, result.stdout[-3000:]
