@@ -36,6 +36,8 @@ def _colour_pixels(image, hex_colour):
 def test_moving_average():
     # Window 2: [1], [1, 3], [3, 5], [5, nan -> skipped].
     assert plots.moving_average([1, 3, 5, np.nan], 2) == pytest.approx([1, 2, 4, 5])
+    # Centred: a straight line stays where it is, but for the shortened ends.
+    assert plots.moving_average([0, 3, 6, 9, 12], 3) == pytest.approx([1.5, 3, 6, 9, 10.5])
 
 
 @pytest.mark.parametrize('overlay', [False, True])

@@ -24,11 +24,13 @@ RESULT_COLUMNS = (('mAP', None, 'mAP'),
 
 
 def moving_average(values, window):
-    """Trailing mean over the last `window` values (fewer at the start); NaNs are skipped."""
+    """Centred mean over `window` values (window // 2 before, the rest after; fewer at the
+    ends); NaNs are skipped. Centred, the curve does not lag behind a falling loss."""
     values = np.asarray(values, dtype=np.float64)
     smoothed = np.empty_like(values)
+    before = window // 2
     for i in range(len(values)):
-        recent = values[max(0, i - window + 1):i + 1]
+        recent = values[max(0, i - before):i - before + window]
         recent = recent[np.isfinite(recent)]
         smoothed[i] = recent.mean() if recent.size else np.nan
     return smoothed
@@ -41,7 +43,7 @@ def _draw_run(axes, label, parsed, window, color):
     axes.plot(iterations, losses, color=color, alpha=0.3, linewidth=0.8,
               label='%s train (as logged)' % label)
     axes.plot(iterations, moving_average(losses, window), color=color, linewidth=1.8,
-              label='%s train (mean of %d)' % (label, window))
+              label='%s train (centred mean of %d)' % (label, window))
     tests = [r for r in parsed['test'] if r['weighted_outputs']]
     if tests:
         axes.plot([r['iteration'] for r in tests],
