@@ -377,7 +377,11 @@ class Pipeline(object):
         settings = self.config['pretrain']
         nets = self.config['nets']
         size = nets['student_size']
-        step = self.step('pretrain', settings, nets)
+        # Not the solvers, batches or stage-1 choice of the nets it initialises: changing those
+        # must not redo the pretraining.
+        trunk = {k: v for k, v in nets.items()
+                 if k not in ('solver', 'batch_size', 'stage1_fc_frozen')}
+        step = self.step('pretrain', settings, trunk)
         backbone = os.path.join(step.dir, 'backbone.caffemodel')
 
         def body(step):
@@ -395,7 +399,7 @@ class Pipeline(object):
             files = netgen.write_nets(os.path.join(step.dir, 'nets'), cfg,
                                       datalists={'train': datalist, 'test': datalist},
                                       snapshot_dir=os.path.join(step.dir, 'snapshots'))
-            final = caffe_train.train(files['student_train'].replace('_train.', '_solver.'),
+            final = caffe_train.train(files['student_solver'],
                                       os.path.join(step.dir, 'train.log'), label='pretrain',
                                       progress=self.progress, cwd=step.dir)
             surgery.backbone(final, files['student_train'], backbone)
