@@ -394,8 +394,10 @@ class Pipeline(object):
             cfg.update(num_proposals=1, image_size=size, scale_factors=[1.0],
                        data_seed=settings['seed'])
             cfg['batch_size']['student'] = (settings['batch_size'], settings['batch_size'])
-            cfg['solver']['student'] = dict(cfg['solver']['student'], **settings['solver'],
-                                            random_seed=settings['seed'])
+            # On the preset's solver, not the configured student's: the fingerprint leaves the
+            # nets' solvers out, so they must not reach the pretraining.
+            cfg['solver']['student'] = dict(preset_config(self.config)['solver']['student'],
+                                            **settings['solver'], random_seed=settings['seed'])
             files = netgen.write_nets(os.path.join(step.dir, 'nets'), cfg,
                                       datalists={'train': datalist, 'test': datalist},
                                       snapshot_dir=os.path.join(step.dir, 'snapshots'))
@@ -407,7 +409,6 @@ class Pipeline(object):
                       '%d iterations' % (settings['num_images'], size,
                                          settings['solver']['max_iter']))
         self.init_weights, self.init_key = backbone, step.key
-        self.pretrain_log = os.path.join(step.dir, 'train.log')
         return step
 
     def datalists_step(self):
