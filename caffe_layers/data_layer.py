@@ -2,7 +2,8 @@
 
 Tops: `data` (N, 3, H, W) float32 BGR minus mean_value, times scale, and `label_roi` (N, C + 5B): the C labels
 then bbox_num proposal rows x1 y1 x2 y2 s (short lists padded with the padding row), the layout
-a Slice at C and WsdRoigen expect. Parameters: the text of mlic.MultiLabelRoIDataParameter
+a Slice at C and WsdRoigen expect; with soft_targets a third, (N, C): the teacher's precomputed
+image-level scores of each image, of its mirrored side when it was mirrored. Parameters: the text of mlic.MultiLabelRoIDataParameter
 (caffe_layers/proto/mlic_layers.proto) in python_param.param_str.
 
 Every image is read as 8-bit BGR and resized to new_width x new_height. In TRAIN one scale factor
@@ -111,6 +112,30 @@ def check_param(param):
         raise DataLayerError('workers', 'must be at least 1')
     if param.prefetch == 0:
         raise DataLayerError('prefetch', 'must be at least 1')
+    if param.soft_targets and param.scale_factors:
+        raise DataLayerError('soft_targets', 'the teacher\'s scores are computed at one scale: '
+                             'leave scale_factors empty')
+
+
+def load_soft_targets(param, num_images):
+    """The (num_images, 2, att_num) float32 array of param.soft_targets, checked."""
+    try:
+        targets = np.load(param.soft_targets)
+    except (OSError, ValueError) as e:
+        raise DataLayerError('soft_targets', 'cannot read %s: %s' % (param.soft_targets, e))
+    expected = (num_images, 2, param.att_num)
+    if targets.shape != expected:
+        raise DataLayerError('soft_targets', '%s has shape %s; %s needs %s (one row per line, '
+                             'as read and mirrored, att_num scores each)'
+                             % (param.soft_targets, targets.shape, param.source, expected))
+    targets = targets.astype(np.float32)
+    bad = ~np.isfinite(targets) | (targets < 0) | (targets > 1)
+    if bad.any():
+        line = int(np.argwhere(bad)[0][0])
+        raise DataLayerError('soft_targets', '%s: the scores of line %d of %s are not '
+                             'probabilities in [0, 1]: %s'
+                             % (param.soft_targets, line + 1, param.source, targets[line]))
+    return targets
 
 
 def scaled_size(size, scale):
@@ -184,9 +209,10 @@ class BatchMaker(object):
     """Makes one batch from a plan entry: the image blob into a given array, the label_roi rows
     returned. Runs in the worker processes."""
 
-    def __init__(self, param, datalist):
+    def __init__(self, param, datalist, soft_targets=None):
         self.param = param
         self.datalist = datalist
+        self.soft_targets = soft_targets
         self.root_folder = param.root_folder
         mean = list(param.mean_value) or [0.0]
         self.mean = np.asarray(mean * 3 if len(mean) == 1 else mean, dtype=np.float32)
@@ -195,14 +221,15 @@ class BatchMaker(object):
         return os.path.join(self.root_folder, entry.image_path)
 
     def read_entry(self, index):
-        """(entry, image, unreadable entries passed over to get it)."""
+        """(index of the entry read, entry, image, unreadable entries passed over to get it)."""
         skipped = []
         for step in range(len(self.datalist)):
-            entry = self.datalist[(index + step) % len(self.datalist)]
+            read = (index + step) % len(self.datalist)
+            entry = self.datalist[read]
             image = read_image(self.image_path(entry), self.param.new_width,
                                self.param.new_height)
             if image is not None:
-                return entry, image, skipped
+                return read, entry, image, skipped
             if not self.param.skip_unreadable:
                 raise DataLayerError('source', 'cannot read image %s (%s line %d)'
                                      % (self.image_path(entry), self.datalist.path,
@@ -212,15 +239,18 @@ class BatchMaker(object):
 
     def make(self, plan, data):
         """Writes the (N, 3, H, W) image blob (H, W: the batch's scaled size) to the start of
-        the flat array `data`; returns (its shape, label_roi, unreadable images skipped)."""
+        the flat array `data`; returns (its shape, label_roi, unreadable images skipped), with
+        soft_targets label_roi holds the images' soft-target rows after the proposals."""
         indices, scale, mirrors = plan
         p = self.param
         height, width = scaled_size(p.new_height, scale), scaled_size(p.new_width, scale)
-        label_roi = np.empty((len(indices), p.att_num + 5 * p.bbox_num), dtype=np.float32)
+        soft = self.soft_targets is not None
+        label_roi = np.empty((len(indices), p.att_num * (2 if soft else 1) + 5 * p.bbox_num),
+                             dtype=np.float32)
         data = data[:len(indices) * 3 * height * width].reshape(len(indices), 3, height, width)
         skipped = []
         for i, index in enumerate(indices):
-            entry, image, passed_over = self.read_entry(index)
+            read, entry, image, passed_over = self.read_entry(index)
             skipped += passed_over
             if scale != 1:
                 image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -234,8 +264,11 @@ class BatchMaker(object):
                 data[i] *= np.float32(p.scale)
             proposals, _ = pad_proposals(entry.proposals, p.bbox_num)
             label_roi[i, :p.att_num] = entry.labels
-            label_roi[i, p.att_num:] = transform_proposals(proposals, scale, mirrors[i],
-                                                           width).reshape(-1)
+            end = p.att_num + 5 * p.bbox_num
+            label_roi[i, p.att_num:end] = transform_proposals(proposals, scale, mirrors[i],
+                                                              width).reshape(-1)
+            if soft:
+                label_roi[i, end:] = self.soft_targets[read, int(mirrors[i])]
         return data.shape, label_roi, skipped
 
 
@@ -280,10 +313,12 @@ class MultiLabelRoIDataLayer(caffe.Layer):
     def setup(self, bottom, top):
         if len(bottom) != 0:
             raise DataLayerError('bottom', 'takes no bottom blobs, got %d' % len(bottom))
-        if len(top) != 2:
-            raise DataLayerError('top', 'takes 2 top blobs (data, label_roi), got %d' % len(top))
         self.param = param = parse_param(self.param_str)
         check_param(param)
+        tops = 3 if param.soft_targets else 2
+        if len(top) != tops:
+            raise DataLayerError('top', 'takes %d top blobs (data, label_roi%s), got %d'
+                                 % (tops, ', soft_target' if tops == 3 else '', len(top)))
         train = self.phase == caffe.TRAIN
         try:
             self.datalist = Datalist(param.source, param.att_num, param.bbox_num,
@@ -293,7 +328,8 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         self.plan = BatchPlan(len(self.datalist), param.batch_size, param.shuffle, param.seed,
                               param.scale_factors if train else [], param.mirror and train)
         self.skipped = 0
-        self.start_workers(BatchMaker(param, self.datalist), train)
+        soft_targets = load_soft_targets(param, len(self.datalist)) if param.soft_targets else None
+        self.start_workers(BatchMaker(param, self.datalist, soft_targets), train)
         self.batch = None
         log.info('%s: %d images from %s, batch %d, %s phase', LAYER, len(self.datalist),
                  param.source, param.batch_size, 'TRAIN' if train else 'TEST')
@@ -360,7 +396,9 @@ class MultiLabelRoIDataLayer(caffe.Layer):
             self.wait_for_batch()
         _, shape, label_roi = self.batch
         top[0].reshape(*shape)
-        top[1].reshape(*label_roi.shape)
+        top[1].reshape(len(label_roi), self.label_roi_width())
+        if len(top) == 3:
+            top[2].reshape(len(label_roi), self.param.att_num)
 
     @_say_why
     def forward(self, bottom, top):
@@ -369,10 +407,16 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         start = time.time()
         slot, shape, label_roi = self.batch
         top[0].data[...] = self.slots[slot][:int(np.prod(shape))].reshape(shape)
-        top[1].data[...] = label_roi
+        width = self.label_roi_width()
+        top[1].data[...] = label_roi[:, :width]
+        if len(top) == 3:
+            top[2].data[...] = label_roi[:, width:]
         self.batch = None
         self.ask(slot)
         self.data_s += time.time() - start
+
+    def label_roi_width(self):
+        return self.param.att_num + 5 * self.param.bbox_num
 
     def backward(self, top, propagate_down, bottom):
         pass

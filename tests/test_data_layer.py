@@ -61,14 +61,15 @@ def param_str(root, **overrides):
 
 
 def net_text(root, **overrides):
+    soft = ' top: "soft_target"' if overrides.get('soft_targets') else ''
     return textwrap.dedent('''
-        layer { name: "data" type: "Python" top: "data" top: "label_roi"
+        layer { name: "data" type: "Python" top: "data" top: "label_roi"%s
           python_param { module: "caffe_layers.data_layer" layer: "MultiLabelRoIDataLayer"
                          param_str: "%s" } }
         layer { name: "slice" type: "Slice" bottom: "label_roi" top: "labels" top: "list_roi"
                 slice_param { slice_point: %d } }
         layer { name: "roigen" type: "WsdRoigen" bottom: "list_roi" top: "roi" }
-    ''') % (param_str(root, **overrides), C)
+    ''') % (soft, param_str(root, **overrides), C)
 
 
 OPEN_LAYERS = []
@@ -165,6 +166,50 @@ def test_train_batches_are_scaled_mirrored_and_laid_out(caffe, dataset):
         np.testing.assert_array_equal(roi[:, 0], np.repeat(np.arange(C), BBOX_NUM))
         np.testing.assert_array_equal(roi[:, 1:], label_roi[:, C:].reshape(-1, 5))
     assert seen_scales == {0.75, 1.5} and seen_mirrors == {False, True}
+
+
+def soft_targets_file(root, targets):
+    path = root / 'soft_targets.npy'
+    np.save(str(path), np.asarray(targets, dtype=np.float32))
+    return str(path)
+
+
+def test_soft_targets_give_each_image_the_row_of_its_side(caffe, dataset):
+    # Line i, side m: values that say both, e.g. 0.31 for line 3 mirrored.
+    targets = (np.arange(C)[:, None, None] * 0.1 + np.array([0.0, 0.01])[None, :, None]
+               + np.zeros((1, 1, C))).astype(np.float32)
+    net = make_net(caffe, dataset, caffe.TRAIN, shuffle=True, seed=3, mirror=True,
+                   soft_targets=soft_targets_file(dataset, targets))
+    sides = set()
+    for _ in range(4):
+        net.forward()
+        data, label_roi = net.blobs['data'].data, net.blobs['label_roi'].data
+        soft = net.blobs['soft_target'].data
+        assert label_roi.shape == (C, C + 5 * BBOX_NUM) and soft.shape == (C, C)
+        for n in range(C):
+            i = int(np.argmax(label_roi[n, :C]))
+            mirror = not np.array_equal(data[n], expected_image(dataset, i, 1, False))
+            np.testing.assert_array_equal(soft[n], targets[i, int(mirror)])
+            np.testing.assert_allclose(label_roi[n, C:].reshape(BBOX_NUM, 5),
+                                       expected_proposals(i, 1, mirror), atol=1e-6)
+            sides.add(mirror)
+    assert sides == {False, True}
+
+
+@pytest.mark.parametrize('targets,overrides,message', [
+    (np.zeros((C - 1, 2, C)), {},
+     r'.*soft_targets.npy has shape \(5, 2, 6\); .*list.txt needs \(6, 2, 6\)'),
+    (np.zeros((C, 2, C)), dict(scale_factors=[1.0, 0.5]),
+     r'.*at one scale: leave scale_factors empty'),
+    (np.full((C, 2, C), 0.5) + np.eye(C)[:, None, :] * [[0], [0.7]], {},
+     r'.*soft_targets.npy: the scores of line 1 of .*list.txt are not probabilities'),
+    (None, {}, r'cannot read .*missing.npy'),
+])
+def test_bad_soft_targets_name_the_field_and_file(caffe, dataset, targets, overrides, message):
+    path = (soft_targets_file(dataset, targets) if targets is not None
+            else str(dataset / 'missing.npy'))
+    with pytest.raises(RuntimeError, match='MultiLabelRoIDataLayer: soft_targets: ' + message):
+        make_net(caffe, dataset, caffe.TRAIN, soft_targets=path, **overrides)
 
 
 def test_test_phase_neither_scales_nor_mirrors(caffe, dataset):

@@ -38,6 +38,12 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
         assert image is not None and image.std() > 0, png
     for step in ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only'):
         assert (folder / 'seed1' / step / 'final.caffemodel').exists(), step
+    # The demo's stage 2 reads the teacher's scores computed once; two trainings ran at once.
+    assert (folder / 'seed1' / 'soft_targets' / 'soft_targets.npy').exists()
+    assert "soft_targets: '%s" % folder in (folder / 'seed1' / 'nets' / 'kd' /
+                                            'stage2_train.prototxt').read_text()
+    assert first.stdout.index('student       finished') < first.stdout.index(
+        'teacher       finished')
     # The ImageNet stand-in starts the teacher and the students: Caffe says it loaded it.
     assert (folder / 'pretrain' / 'backbone.caffemodel').exists()
     for step in ('teacher', 'student'):
@@ -47,4 +53,4 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     again = run_demo(folder)
     assert again.returncode == 0, again.stdout[-3000:]
     assert 'training' not in again.stdout and 'generating' not in again.stdout
-    assert again.stdout.count('done already') == 11  # data, proposals, pretrain .. evaluate
+    assert again.stdout.count('done already') == 12  # data, proposals, pretrain .. evaluate

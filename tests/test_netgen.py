@@ -403,3 +403,29 @@ def test_stage1_fc_frozen_freezes_the_students_fc6_fc7_in_stage1_only(tmp_path, 
         assert open(paths[key]).read() == open(free[key]).read()
     assert [p.lr_mult for p in {l.name: l for l in parse(open(
         free['stage1_train']).read()).layer}['fc6'].param] == [1, 2]
+
+
+def test_precomputed_soft_targets_take_the_teacher_out_of_stage2(tmp_path):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    cfg = netgen.small_config(soft_targets=str(tmp_path / 'run' / 'soft.npy'))
+    texts = netgen.net_texts(cfg, relative_to=str(tmp_path))
+    net = text_format.Parse(texts['stage2_train'], caffe_pb2.NetParameter())
+    layers = {layer.name: layer for layer in net.layer}
+    assert not [name for name in layers if '_wsd_' in name or name == 'roi']
+    train_data, test_data = [layer for layer in net.layer if layer.type == 'Python']
+    assert list(train_data.top) == ['data', 'label_roi', 'soft_target']
+    assert "soft_targets: 'run/soft.npy'" in train_data.python_param.param_str
+    assert list(test_data.top) == ['data', 'label_roi']
+    assert 'soft_targets' not in test_data.python_param.param_str
+    soft_loss = layers['loss_soft']
+    assert list(soft_loss.bottom) == ['fc8_mscoco_soft', 'soft_target']
+    assert [rule.phase for rule in soft_loss.include] == [caffe_pb2.TRAIN]
+    # The other nets do not change; the teacher's stage-2 deploy net names its layers as stage 2.
+    plain = netgen.net_texts(netgen.small_config(), relative_to=str(tmp_path))
+    for key in ('wsddn_train', 'stage1_train', 'student_train', 'stage2_teacher_deploy'):
+        assert texts[key] == plain[key], key
+    deploy = text_format.Parse(plain['stage2_teacher_deploy'], caffe_pb2.NetParameter())
+    names = [layer.name for layer in deploy.layer]
+    assert 'conv_wsd_1_1' in names and 'temp_branch1_learn' in names
+    assert names[-1] == 'image_level_score'

@@ -158,3 +158,53 @@ def test_deploy_scripts_with_the_trained_nets(small, tmp_path):
     done = run_tool('predict.py', '--net', paths['wsddn_deploy'], '--weights',
                     small['models']['wsddn'], images[1])
     assert done.returncode == 1 and 'needs proposals' in done.stderr
+
+
+def test_precomputed_soft_targets_are_the_scores_of_the_teacher_inside_stage2(small, caffe):
+    """The stage-2 net with soft_targets (the teacher's scores computed once) trains on exactly
+    the numbers the released stage-2 net computes with its teacher inside, batch by batch."""
+    from mlic import inference
+    root, cfg = small['root'], small['cfg']
+    targets_path = str(root / 'soft_targets.npy')
+    lists = {'train': str(root / 'train' / 'list.txt'), 'test': str(root / 'test' / 'list.txt')}
+    paths = netgen.write_nets(str(root / 'nets_precomputed'), dict(cfg, soft_targets=targets_path),
+                              datalists=lists)
+    teacher = str(root / 'stage2_teacher.caffemodel')
+    surgery.stage2_init(None, small['models']['wsddn'], paths['stage2_teacher_deploy'], teacher)
+    train_set = inference.read_datalist(lists['train'], cfg['num_classes'], cfg['num_proposals'])
+    targets = inference.soft_targets(paths['stage2_teacher_deploy'], teacher, train_set, cfg,
+                                     targets_path)
+    assert targets.shape == (4, 2, cfg['num_classes'])
+    assert np.abs(targets[:, 0] - targets[:, 1]).max() > 1e-4  # the side matters
+
+    init = str(root / 'stage2_online_init.caffemodel')
+    surgery.stage2_init(None, small['models']['wsddn'], small['paths']['stage2_train'], init)
+    online = caffe.Net(small['paths']['stage2_train'], caffe.TRAIN, weights=init)
+    precomputed = caffe.Net(paths['stage2_train'], caffe.TRAIN, weights=init)
+    assert not any(name.startswith(('conv_wsd', 'fc_wsd')) for name in precomputed._layer_names)
+    for name, blobs in precomputed.params.items():  # the student's fillers of the online net
+        for mine, theirs in zip(blobs, online.params[name]):
+            mine.data[...] = theirs.data
+    sides = set()
+    for _ in range(3):
+        outputs = []
+        for net in (online, precomputed):
+            caffe.set_random_seed(11)  # the same dropout masks in both
+            outputs.append(net.forward())
+        np.testing.assert_array_equal(online.blobs['data'].data, precomputed.blobs['data'].data)
+        scores = online.blobs['image_level_score'].data.reshape(4, -1)
+        given = precomputed.blobs['soft_target'].data
+        np.testing.assert_allclose(given, scores, rtol=1e-4, atol=1e-6)
+        for row in given:
+            sides.add(int(np.unravel_index(np.abs(targets - row).max(axis=2).argmin(),
+                                           targets.shape[:2])[1]))
+        for loss in ('loss_soft', 'loss_sig'):
+            assert outputs[0][loss] == pytest.approx(float(outputs[1][loss]), rel=1e-6)
+        for net in (online, precomputed):
+            net.backward()
+        for name in ('conv1_1', 'fc8_mscoco', 'fc8_mscoco_soft'):
+            np.testing.assert_allclose(precomputed.params[name][0].diff,
+                                       online.params[name][0].diff, rtol=1e-4, atol=1e-7)
+    assert sides == {0, 1}
+    for net in (online, precomputed):
+        net.layers[0].close()

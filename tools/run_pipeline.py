@@ -56,12 +56,16 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='the run\'s TOML config (see above)')
     parser.add_argument('--seeds', help='comma-separated training seeds (default: the config\'s)')
+    parser.add_argument('--jobs', type=int, help='trainings run at once (default: the config\'s '
+                        'jobs, else 1); each gets cores/jobs BLAS threads')
     parser.add_argument('--folder', help='run folder (default: the config\'s folder)')
     parser.add_argument('--steps', help='comma-separated steps to run, with the steps they need '
                                         '(default: all)')
     args = parser.parse_args(argv)
     try:
         config = pipeline.load_config(args.config)
+        if args.jobs is not None:
+            config['jobs'] = args.jobs
         if 'datalists' not in config:
             raise pipeline.ConfigError('%s: datalists: missing (the [datalists] table names your '
                                        'train and test lists; tools/demo.py runs the synthetic '

@@ -49,11 +49,12 @@ def final_weights(solver_path, cwd=ROOT):
 
 
 class Progress(object):
-    """One updating line on a terminal, a line every `every` seconds elsewhere (CI logs)."""
+    """One updating line on a terminal, a line every `every` seconds elsewhere (CI logs) or
+    when `lines` (trainings running side by side would overwrite each other's line)."""
 
-    def __init__(self, label, total, stream=sys.stderr, every=10.0):
+    def __init__(self, label, total, stream=sys.stderr, every=10.0, lines=False):
         self.label, self.total, self.stream, self.every = label, total, stream, every
-        self.tty = hasattr(stream, 'isatty') and stream.isatty()
+        self.tty = not lines and hasattr(stream, 'isatty') and stream.isatty()
         self.start = time.time()
         self.last_print = 0.0
 
@@ -82,6 +83,7 @@ def train(solver_path, log_path, weights=None, label=None, progress=True, cwd=RO
     cwd: where caffe runs; the solver's relative paths (net, snapshot_prefix) are relative to it,
     as for a user typing the command there (the checked-in prototxts: the repository root).
     weights: list of .caffemodel paths to initialise from (ignored when resuming a snapshot).
+    progress: False, True, or 'lines' (a line every 10 s even on a terminal).
     """
     solver_path = os.path.abspath(solver_path)
     solver = read_solver(solver_path)
@@ -97,7 +99,8 @@ def train(solver_path, log_path, weights=None, label=None, progress=True, cwd=RO
         args += ['-weights', ','.join(os.path.abspath(w) for w in weights)]
     # The iteration lines are glog INFO: never let a quieter setting of the caller hide them.
     env = dict(os.environ if env is None else env, GLOG_minloglevel='0', GLOG_logtostderr='1')
-    bar = Progress(label or os.path.basename(solver_path), solver.max_iter) if progress else None
+    bar = (Progress(label or os.path.basename(solver_path), solver.max_iter,
+                    lines=progress == 'lines') if progress else None)
     last = []
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, 'a') as log:

@@ -64,10 +64,13 @@ def predict_student(deploy, weights, test, cfg, batch_size=32):
     return scores
 
 
-def predict_teacher(deploy, weights, test, cfg, batch_size=8):
+def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=None):
     """The WSDDN deploy net: {'scores': (num_images, C) image-level scores,
-    'boxes': list of (B_i, 4) real proposals, 'proposal_scores': list of (B_i, C)}."""
-    net = open_net(deploy, weights)
+    'boxes': list of (B_i, 4) real proposals, 'proposal_scores': list of (B_i, C)}.
+    mirror: of the mirrored images and proposals, as the data layer mirrors them in TRAIN.
+    net: an open net instead of deploy and weights."""
+    from caffe_layers.data_layer import transform_proposals
+    net = net or open_net(deploy, weights)
     size, bbox_num, classes = cfg['image_size'], cfg['num_proposals'], cfg['num_classes']
     count = len(test.images)
     scores = np.empty((count, classes), dtype=np.float32)
@@ -75,6 +78,9 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8):
     for part in _batches(count, batch_size):
         data = load_images(test.images[part], size)
         proposals = test.proposals[part]
+        if mirror:
+            data = np.ascontiguousarray(data[:, :, :, ::-1])
+            proposals = np.array([transform_proposals(p, 1, True, size) for p in proposals])
         net.blobs['imagedata'].reshape(*data.shape)
         net.blobs['imagedata'].data[...] = data
         net.blobs['proposaldata'].reshape(len(data), 5 * bbox_num, 1, 1)
@@ -87,6 +93,18 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8):
             boxes.append(proposals[i, real, :4].copy())
             proposal_scores.append(per_region[i, real].copy())
     return {'scores': scores, 'boxes': boxes, 'proposal_scores': proposal_scores}
+
+
+def soft_targets(deploy, weights, train, cfg, out_path=None):
+    """Stage 2's soft targets of every image of `train` (a TestSet of the train list): the
+    (num_images, 2, C) image-level scores of the stage2_teacher_deploy net (the teacher with
+    stage 2's temperature) for each image as read and mirrored; saved to out_path when given."""
+    net = open_net(deploy, weights)
+    targets = np.stack([predict_teacher(None, None, train, cfg, mirror=side, net=net)['scores']
+                        for side in (False, True)], axis=1)
+    if out_path:
+        np.save(out_path, targets)
+    return targets
 
 
 def read_ground_truth(boxes_json, image_paths, root_folder='', new_size=None):

@@ -51,6 +51,14 @@ Config keys:
                     trains fc6/fc7 too. Frozen, fc6/fc7 stay the ones stage 2 applies to pool5
                     of the whole image instead of becoming a regressor of RoI features
   distill_top_k     stage 1: RoIDistillationLoss top_k (0 = every proposal, as the original)
+  soft_targets      stage 2: None (the original: the frozen teacher runs inside the stage-2 net
+                    on every batch), or the path of the teacher's image-level scores of the train
+                    list computed once (tools/mlic/inference.soft_targets with the
+                    stage2_teacher_deploy net; a .npy of (lines, 2 sides, C)): the stage-2 net is
+                    then the student with a data layer that also gives each image's soft target.
+                    The same numbers as the teacher inside (the frozen teacher is deterministic,
+                    stage 2 has one scale), without the teacher's forward pass on every batch.
+                    Its soft loss is left out of the TEST phase (no soft targets there)
   batch_size        {net: (train, test)} for 'wsddn', 'stage1', 'stage2', 'student'
   solver            {net: {SolverParameter field: value}}
   data_seed         seed of the data layer's shuffling and augmentation (None: not written)
@@ -78,6 +86,7 @@ FILES = {
     'student_train': 'kd/student_train.prototxt',
     'student_solver': 'kd/student_solver.prototxt',
     'student_deploy': 'kd/student_deploy.prototxt',
+    'stage2_teacher_deploy': 'kd/stage2_teacher_deploy.prototxt',
 }
 
 NET_NAMES = {'wsddn': 'VGG16_wsddn', 'stage1': 'stage1', 'stage2': 'stage2',
@@ -119,6 +128,7 @@ FULL = {
     'soft_scale': 0.2,
     'distill_top_k': 0,
     'stage1_fc_frozen': False,
+    'soft_targets': None,
     'batch_size': {'wsddn': (32, 16), 'stage1': (32, 16), 'stage2': (28, 4),
                    'student': (28, 4)},
     'solver': {
@@ -297,10 +307,14 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
     """The data layer per phase (tops data, label_roi), or one Input layer when inputs=True."""
     train_batch, test_batch = cfg['batch_size'][kind]
     width = cfg['num_classes'] + 5 * cfg['num_proposals']
+    soft_targets = cfg['soft_targets'] if kind == 'stage2' else None
     if inputs:
         size = cfg['image_size']
-        net.add('data', 'Input', top=['data', 'label_roi'], input_param={'shape': [
-            {'dim': [train_batch, 3, size, size]}, {'dim': [train_batch, width]}]})
+        shapes = [{'dim': [train_batch, 3, size, size]}, {'dim': [train_batch, width]}]
+        if soft_targets:
+            shapes.append({'dim': [train_batch, cfg['num_classes']]})
+        net.add('data', 'Input', top=['data', 'label_roi', 'soft_target'][:len(shapes)],
+                input_param={'shape': shapes})
         return
     for phase, batch, train in ((caffe_pb2.TRAIN, train_batch, True),
                                 (caffe_pb2.TEST, test_batch, False)):
@@ -315,7 +329,11 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
             fields.append(('scale', float(cfg['input_scale'])))
         if cfg['data_seed'] is not None:
             fields.append(('seed', cfg['data_seed']))
-        net.add('data', 'Python', top=['data', 'label_roi'], phase=phase,
+        tops = ['data', 'label_roi']
+        if train and soft_targets:
+            fields.append(('soft_targets', soft_targets))
+            tops.append('soft_target')
+        net.add('data', 'Python', top=tops, phase=phase,
                 python_param={'module': DATA_MODULE, 'layer': DATA_LAYER,
                               'param_str': param_text(fields)})
 
@@ -464,14 +482,19 @@ def train_net(cfg, kind, datalists, root_folder='', inputs=False):
                 propagate_down=[False, True, False], loss_weight=1,
                 param_str=param_text([('top_k', top_k)]) if top_k else None)
     elif kind == 'stage2':
-        net.add('roi', 'WsdRoigen', ['list_roi'])
-        soft_target = teacher(net, cfg, 'data', kd=True, heads=True)
+        if cfg['soft_targets']:
+            net.add('silence', 'Silence', ['list_roi'], top=[])
+            soft_target = 'soft_target'
+        else:
+            net.add('roi', 'WsdRoigen', ['list_roi'])
+            soft_target = teacher(net, cfg, 'data', kd=True, heads=True)
         logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
         soft = net.add('fc8_mscoco_soft', 'Scale', [logits], params=[(10, 0)],
                        scale_param={'bias_term': False, 'filler': {
                            'type': 'constant', 'value': cfg['soft_scale']}})
         net.add('loss_soft', 'SigmoidCrossEntropyLoss', [soft, soft_target],
-                propagate_down=[True, False], loss_weight=1)
+                propagate_down=[True, False], loss_weight=1,
+                phase=caffe_pb2.TRAIN if cfg['soft_targets'] and not inputs else None)
         net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, labels],
                 propagate_down=[True, False], loss_weight=1)
     elif kind == 'student':
@@ -503,6 +526,20 @@ def wsddn_deploy_net(cfg):
     net.add('roi', 'WsdRoigen', ['proposaldata'])
     input_scale(net, cfg, 'imagedata')
     teacher(net, cfg, 'imagedata', kd=False, heads=True)
+    return net.param
+
+
+def stage2_teacher_deploy_net(cfg):
+    """The teacher of the stage-2 net alone (its layer names, its temperature), inputs as
+    wsddn_deploy: its image_level_score is the soft target stage 2 reads (soft_targets)."""
+    net = Net('stage2_teacher')
+    size = cfg['image_size']
+    net.param.input.extend(['imagedata', 'proposaldata'])
+    net.param.input_shape.add(dim=[1, 3, size, size])
+    net.param.input_shape.add(dim=[1, 5 * cfg['num_proposals'], 1, 1])
+    net.add('roi', 'WsdRoigen', ['proposaldata'])
+    input_scale(net, cfg, 'imagedata')
+    teacher(net, cfg, 'imagedata', kd=True, heads=True)
     return net.param
 
 
@@ -545,6 +582,8 @@ def net_texts(cfg, datalists=None, root_folder='', snapshot_dir=None, relative_t
               out_dir='.'):
     """{key of FILES: file text} of every net and solver."""
     check_config(cfg)
+    if cfg['soft_targets']:
+        cfg = dict(cfg, soft_targets=_path(cfg['soft_targets'], relative_to))
     datalists = dict(cfg['datalists'], **(datalists or {}))
     datalists = {k: _path(v, relative_to) for k, v in datalists.items()}
     if root_folder:
@@ -556,6 +595,7 @@ def net_texts(cfg, datalists=None, root_folder='', snapshot_dir=None, relative_t
     texts = {
         'wsddn_deploy': to_text(wsddn_deploy_net(cfg), header),
         'student_deploy': to_text(student_deploy_net(cfg), header),
+        'stage2_teacher_deploy': to_text(stage2_teacher_deploy_net(cfg), header),
     }
     for kind in NETS:
         net_key, solver_key = kind + '_train', kind + '_solver'

@@ -15,6 +15,8 @@ interrupted run resumes; a step whose settings changed runs again, and so do the
   teacher       WSDDN trained on image labels
   teacher_eval  its classification metrics, detection AP and CorLoc on the test split (in
                 evaluate; detection needs ground-truth boxes)
+  soft_targets  with [nets] soft_targets = "precomputed": the teacher's stage-2 soft targets of
+                every train image, as read and mirrored, computed once for both stage-2 nets
   stage1        feature-level KD: student RoI features regress the teacher's
   stage2        prediction-level KD from stage 1: labels + the teacher's soft scores
   student       the same student on labels only ("w/o KD")
@@ -29,6 +31,7 @@ students of stage 1 and stage 2 only from it, as the original does; without it e
 trains from scratch.
 """
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -40,8 +43,8 @@ import numpy as np
 
 from mlic import caffe_train
 
-SEED_STEPS = ('nets', 'teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only',
-              'evaluate')
+SEED_STEPS = ('nets', 'teacher', 'soft_targets', 'stage1', 'stage2', 'student', 'stage1_only',
+              'stage2_only', 'evaluate')
 TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
 STUDENT_ROWS = (('student', 'Student w/o KD'), ('stage1_only', 'Stage 1 only'),
                 ('stage2_only', 'Stage 2 only'), ('stage2', 'Student w/ KD'))
@@ -68,6 +71,55 @@ def deep_update(base, overrides, where='config'):
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def run_graph(graph, wanted, jobs=1, order=None):
+    """Runs the steps that `wanted` need, each once the steps it needs are done, up to `jobs`
+    at a time in threads (a training's work is its caffe process); returns {key: result}.
+
+    graph: {key: (keys it needs, callable(done) -> result)}, where done maps the keys it needs
+    to their results. order(key): among the steps ready at once, the smallest starts first.
+    A failing step lets the running ones finish (their snapshots resume the next run), starts
+    no more and is raised."""
+    from concurrent import futures
+    needed, stack = set(), list(wanted)
+    while stack:
+        key = stack.pop()
+        if key not in graph:
+            raise KeyError('no step %r' % (key,))
+        if key not in needed:
+            needed.add(key)
+            stack.extend(graph[key][0])
+    describe = lambda key: ' '.join(map(str, key)) if isinstance(key, tuple) else str(key)  # noqa
+    done, running, failure = {}, {}, None
+    with futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        while True:
+            if failure is None:
+                ready = sorted((key for key in needed if key not in done
+                                and key not in running.values()
+                                and all(need in done for need in graph[key][0])), key=order)
+                for key in ready[:jobs - len(running)]:
+                    needs, run = graph[key]
+                    running[pool.submit(run, {need: done[need] for need in needs})] = key
+            if not running:
+                break
+            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                key = running.pop(future)
+                if future.exception() is not None:
+                    if failure is None:
+                        failure = future.exception()
+                        if running:
+                            log('%s failed; waiting for the %d step(s) still running'
+                                % (describe(key), len(running)))
+                else:
+                    done[key] = future.result()
+    if failure is not None:
+        raise failure
+    stuck = sorted(map(describe, needed - set(done)))
+    if stuck:
+        raise ValueError('steps that need each other: %s' % ', '.join(stuck))
+    return done
 
 
 def fingerprint(*parts):
@@ -193,6 +245,12 @@ def net_config(config, num_classes):
     for net, table in solvers.items():
         cfg['solver'][net].update(table)
     cfg['batch_size'] = {k: tuple(v) for k, v in cfg['batch_size'].items()}
+    if cfg['soft_targets'] not in (None, 'online', 'precomputed'):
+        raise ConfigError('%s: nets.soft_targets: %r is not "online" (the teacher runs inside '
+                          'the stage-2 net, as the original) or "precomputed" (its scores are '
+                          'computed once before stage 2)' % (where, cfg['soft_targets']))
+    if cfg['soft_targets'] == 'online':
+        cfg['soft_targets'] = None
     try:
         netgen.check_config(cfg)
     except ValueError as error:
@@ -278,11 +336,11 @@ class Pipeline(object):
         self.root = root or caffe_train.ROOT
         self.user_data = 'datalists' in config
         if self.user_data:
-            unknown = sorted(set(config) - {'folder', 'seeds', 'init_weights', 'datalists',
-                                            'nets', 'config_path'})
+            unknown = sorted(set(config) - {'folder', 'seeds', 'jobs', 'init_weights',
+                                            'datalists', 'nets', 'config_path'})
             if unknown:
-                raise ConfigError('%s: %s: unknown key (known: folder, seeds, init_weights, '
-                                  'datalists, nets)' % (self.where, unknown[0]))
+                raise ConfigError('%s: %s: unknown key (known: folder, seeds, jobs, '
+                                  'init_weights, datalists, nets)' % (self.where, unknown[0]))
             self.paths = resolve_paths(config, self.root)
             preset_config(config)
         if folder:
@@ -293,6 +351,11 @@ class Pipeline(object):
             raise ConfigError('%s: folder: missing (where the run writes everything)'
                               % self.where)
         self.progress = progress
+        self.jobs = config.get('jobs', 1)
+        if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
+            raise ConfigError('%s: jobs: %r is not a whole number >= 1 (how many trainings run '
+                              'at once)' % (self.where, self.jobs))
+        self.seed_nets = {}
         os.makedirs(self.folder, exist_ok=True)
         self.timings = []
         self.init_weights = self.paths['init_weights'] if self.user_data else None
@@ -307,6 +370,17 @@ class Pipeline(object):
 
     def hash_cache(self):
         return os.path.join(self.folder, 'file_hashes.json')
+
+    def training_env(self):
+        """The environment of a caffe training: with `jobs` trainings at once each gets its
+        share of the cores for BLAS (the small nets gain nothing from a second thread), unless
+        the caller chose a thread count."""
+        env = dict(os.environ)
+        if self.jobs > 1:
+            threads = str(max(1, len(os.sched_getaffinity(0)) // self.jobs))
+            for name in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS'):
+                env.setdefault(name, threads)
+        return env
 
     # ---- bookkeeping
     def step(self, name, *inputs, folder=None):
@@ -380,7 +454,7 @@ class Pipeline(object):
         # Not the solvers, batches or stage-1 choice of the nets it initialises: changing those
         # must not redo the pretraining.
         trunk = {k: v for k, v in nets.items()
-                 if k not in ('solver', 'batch_size', 'stage1_fc_frozen')}
+                 if k not in ('solver', 'batch_size', 'stage1_fc_frozen', 'soft_targets')}
         step = self.step('pretrain', settings, trunk)
         backbone = os.path.join(step.dir, 'backbone.caffemodel')
 
@@ -392,7 +466,7 @@ class Pipeline(object):
             classes = converters.read_classes(converters.classes_path(datalist))
             cfg = net_config(self.config, len(classes))
             cfg.update(num_proposals=1, image_size=size, scale_factors=[1.0],
-                       data_seed=settings['seed'])
+                       data_seed=settings['seed'], soft_targets=None)
             cfg['batch_size']['student'] = (settings['batch_size'], settings['batch_size'])
             # On the preset's solver, not the configured student's: the fingerprint leaves the
             # nets' solvers out, so they must not reach the pretraining.
@@ -496,6 +570,8 @@ class Pipeline(object):
         cfg['data_seed'] = seed
         for solver in cfg['solver'].values():
             solver['random_seed'] = seed
+        if cfg['soft_targets'] == 'precomputed':
+            cfg['soft_targets'] = self.soft_targets_path(seed)
         inputs = list(self.user_inputs(self.root_folder)) + ([self.init_key] if self.init_key
                                                              else [])
         step = self.step('nets', self.datalist_key, cfg, *inputs, folder=self.seed_folder(seed))
@@ -507,8 +583,33 @@ class Pipeline(object):
             if self.init_weights:
                 self.check_init_weights(paths)
         self.run_step(step, body, '%s nets and solvers (seed %d)' % (cfg['name'], seed))
+        # cfg differs between seeds only in the seeds; the nets' files differ in their folder.
         self.cfg, self.classes = cfg, classes
-        self.net_files = {k: os.path.join(step.dir, v) for k, v in netgen.FILES.items()}
+        self.seed_nets[seed] = {k: os.path.join(step.dir, v) for k, v in netgen.FILES.items()}
+        self.net_files = self.seed_nets[seed]
+        return step
+
+    def soft_targets_path(self, seed):
+        return os.path.join(self.seed_folder(seed), 'soft_targets', 'soft_targets.npy')
+
+    def precomputed_soft_targets(self):
+        return self.config.get('nets', {}).get('soft_targets') == 'precomputed'
+
+    def soft_targets(self, seed, teacher):
+        """Stage 2's soft targets of the train list from `teacher` (precomputed mode)."""
+        from mlic import inference, surgery
+        files = self.seed_nets[seed]
+        step = self.step('soft_targets', teacher.key, folder=self.seed_folder(seed))
+
+        def body(step):
+            weights = os.path.join(step.dir, 'stage2_teacher.caffemodel')
+            surgery.stage2_init(None, teacher.weights, files['stage2_teacher_deploy'], weights)
+            train = inference.read_datalist(self.datalists['train'], len(self.classes),
+                                            self.cfg['num_proposals'], self.root_folder)
+            inference.soft_targets(files['stage2_teacher_deploy'], weights, train, self.cfg,
+                                   self.soft_targets_path(seed))
+        self.run_step(step, body, 'the teacher\'s stage-2 scores of the train images, as read '
+                      'and mirrored (seed %d)' % seed)
         return step
 
     def check_init_weights(self, net_files):
@@ -534,7 +635,7 @@ class Pipeline(object):
         `after`: the steps whose results it starts from (their keys chain into this one's; the
         nets' key holds init_weights')."""
         step = self.step(name, [s.key for s in after], folder=self.seed_folder(seed))
-        solver_path = self.net_files[kind + '_solver']
+        solver_path = self.seed_nets[seed][kind + '_solver']
 
         def body(step):
             solver = caffe_train.read_solver(solver_path)
@@ -546,24 +647,20 @@ class Pipeline(object):
             weights = init(step) if init else None
             final = caffe_train.train(local_solver, os.path.join(step.dir, 'train.log'),
                                       weights=weights, label='%s s%d' % (name, seed),
-                                      progress=self.progress, cwd=step.dir)
+                                      progress=self.progress and (
+                                          'lines' if self.jobs > 1 else True),
+                                      cwd=step.dir, env=self.training_env())
             shutil.copyfile(final, os.path.join(step.dir, 'final.caffemodel'))
         iters = self.cfg['solver'][kind]['max_iter']
         self.run_step(step, body, 'training %s for %d iterations (seed %d)' % (kind, iters, seed))
         step.weights = os.path.join(step.dir, 'final.caffemodel')
         return step
 
-    def run_seed(self, seed, targets=('evaluate',)):
-        """Runs the steps of one seed that `targets` need (SEED_STEPS), in order; returns the
-        evaluation results when evaluate is among them."""
+    def seed_steps(self, seed):
+        """{name: (the names it needs, callable(done) -> its Step or results)} of one seed."""
         from mlic import surgery
         pretrained = [self.init_weights] if self.init_weights else None
-        done = {}
-
-        def get(name):
-            if name not in done:
-                done[name] = build[name]()
-            return done[name]
+        files = lambda: self.seed_nets[seed]  # noqa: E731  (set by the nets step)
 
         def initialised(make):
             def init(step):
@@ -572,47 +669,69 @@ class Pipeline(object):
                 return [out]
             return init
 
-        def stage1():
-            teacher = get('teacher')
+        def stage1(done):
+            teacher = done['teacher']
             return self.train(seed, 'stage1', 'stage1', [teacher], initialised(
-                lambda out: surgery.stage1_init(teacher.weights, self.net_files['stage1_train'],
+                lambda out: surgery.stage1_init(teacher.weights, files()['stage1_train'],
                                                 out, self.init_weights)))
 
-        def stage2():
-            stage1, teacher = get('stage1'), get('teacher')
-            return self.train(seed, 'stage2', 'stage2', [stage1], initialised(
-                lambda out: surgery.stage2_init(stage1.weights, teacher.weights,
-                                                self.net_files['stage2_train'], out)))
+        # Precomputed soft targets: both stage-2 nets wait for them and chain their key.
+        soft = ('soft_targets',) if self.precomputed_soft_targets() else ()
 
-        def stage1_only():
-            stage1 = get('stage1')
+        def stage2(done):
+            stage1, teacher = done['stage1'], done['teacher']
+            init = initialised(lambda out: surgery.stage2_init(
+                stage1.weights, teacher.weights, files()['stage2_train'], out))
+            return self.train(seed, 'stage2', 'stage2', [stage1] + [done[n] for n in soft], init)
+
+        def stage1_only(done):
+            stage1 = done['stage1']
             return self.train(seed, 'stage1_only', 'student', [stage1],
                               lambda step: [stage1.weights])
 
-        def stage2_only():
-            teacher = get('teacher')
-            return self.train(seed, 'stage2_only', 'stage2', [teacher], initialised(
-                lambda out: surgery.stage2_init(None, teacher.weights,
-                                                self.net_files['stage2_train'], out,
-                                                imagenet_model=self.init_weights)))
+        def stage2_only(done):
+            teacher = done['teacher']
+            init = initialised(lambda out: surgery.stage2_init(
+                None, teacher.weights, files()['stage2_train'], out,
+                imagenet_model=self.init_weights))
+            return self.train(seed, 'stage2_only', 'stage2', [teacher] + [done[n] for n in soft],
+                              init)
 
-        build = {
-            'nets': lambda: self.nets(seed),
-            'teacher': lambda: self.train(seed, 'teacher', 'wsddn', [get('nets')],
-                                          lambda step: pretrained),
-            'stage1': stage1,
-            'stage2': stage2,
-            'student': lambda: self.train(seed, 'student', 'student', [get('nets')],
-                                          lambda step: pretrained),
-            'stage1_only': stage1_only,
-            'stage2_only': stage2_only,
-            'evaluate': lambda: self.evaluate(seed, {name: get(name) for name in TRAININGS}),
+        steps = {
+            'nets': ((), lambda done: self.nets(seed)),
+            'teacher': (('nets',), lambda done: self.train(
+                seed, 'teacher', 'wsddn', [done['nets']], lambda step: pretrained)),
+            'stage1': (('nets', 'teacher'), stage1),
+            'stage2': (('nets', 'teacher', 'stage1') + soft, stage2),
+            'student': (('nets',), lambda done: self.train(
+                seed, 'student', 'student', [done['nets']], lambda step: pretrained)),
+            'stage1_only': (('nets', 'stage1'), stage1_only),
+            'stage2_only': (('nets', 'teacher') + soft, stage2_only),
+            'evaluate': (('nets',) + TRAININGS, lambda done: self.evaluate(
+                seed, {name: done[name] for name in TRAININGS})),
         }
-        get('nets')  # sets the nets' files and sizes the other steps read
-        for name in SEED_STEPS:
-            if name in targets:
-                get(name)
-        return done.get('evaluate')
+        if soft:
+            steps['soft_targets'] = (('nets', 'teacher'),
+                                     lambda done: self.soft_targets(seed, done['teacher']))
+        return steps
+
+    def run_seeds(self, seeds, targets=('evaluate',)):
+        """Runs the steps of every seed that `targets` need, up to `jobs` at a time; returns
+        {seed: evaluation results} for the seeds whose evaluate ran."""
+        def by_name(run, done):
+            return run({name: result for (_, name), result in done.items()})
+
+        graph = {}
+        for seed in seeds:
+            for name, (needs, run) in self.seed_steps(seed).items():
+                graph[(seed, name)] = ([(seed, need) for need in needs],
+                                       functools.partial(by_name, run))
+        wanted = [(seed, name) for seed in seeds for name in targets]
+        # Among the steps ready at once: the earliest in SEED_STEPS first (teachers before the
+        # students that wait for them), then the lower seed.
+        order = lambda key: (SEED_STEPS.index(key[1]), seeds.index(key[0]))  # noqa: E731
+        done = run_graph(graph, wanted, self.jobs, order)
+        return {seed: done[(seed, 'evaluate')] for seed in seeds if (seed, 'evaluate') in done}
 
     # ---- evaluation
     def evaluate(self, seed, trained):
@@ -627,7 +746,7 @@ class Pipeline(object):
             test = inference.read_datalist(self.datalists['test'], len(self.classes),
                                            self.cfg['num_proposals'], self.root_folder)
             results = {}
-            teacher = inference.predict_teacher(self.net_files['wsddn_deploy'],
+            teacher = inference.predict_teacher(self.seed_nets[seed]['wsddn_deploy'],
                                                 trained['teacher'].weights, test, self.cfg)
             results['teacher'] = evaluation.evaluate(teacher['scores'], test.labels)
             if self.test_boxes:
@@ -640,7 +759,7 @@ class Pipeline(object):
                     teacher['boxes'], teacher['proposal_scores'], ground_truth, test.labels)
             np.save(os.path.join(step.dir, 'teacher_scores.npy'), teacher['scores'])
             for name, _ in STUDENT_ROWS:
-                scores = inference.predict_student(self.net_files['student_deploy'],
+                scores = inference.predict_student(self.seed_nets[seed]['student_deploy'],
                                                    trained[name].weights, test, self.cfg)
                 np.save(os.path.join(step.dir, name + '_scores.npy'), scores)
                 results[name] = evaluation.evaluate(scores, test.labels)
@@ -659,7 +778,9 @@ class Pipeline(object):
         shared = ['datalists'] if self.user_data else ['data', 'proposals']
         if 'pretrain' in self.config:
             shared.append('pretrain')
-        return shared + list(SEED_STEPS) + ['report']
+        per_seed = [name for name in SEED_STEPS
+                    if name != 'soft_targets' or self.precomputed_soft_targets()]
+        return shared + per_seed + ['report']
 
     def run(self, seeds=None, steps=None):
         """Runs every step, or only those named in `steps` and the steps they need (each
@@ -682,7 +803,8 @@ class Pipeline(object):
             if 'pretrain' in self.config:
                 self.pretrain()
         targets = ['evaluate'] if 'report' in steps else [s for s in steps if s in SEED_STEPS]
-        per_seed = [self.run_seed(seed, targets) for seed in seeds] if targets else []
+        results = self.run_seeds(seeds, targets) if targets else {}
+        per_seed = [results[seed] for seed in seeds if seed in results]
         report = self.report(seeds, per_seed) if 'report' in steps else None
         log('pipeline finished in %.0f s; results in %s' % (time.time() - start, self.folder))
         return report

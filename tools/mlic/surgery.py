@@ -107,6 +107,8 @@ def _replace_data_layers(net):
             new.top.extend(layer.top)
             new.input_param.shape.add(dim=[1, 3, size[0], size[1]])
             new.input_param.shape.add(dim=[1, width])
+            if len(layer.top) == 3:  # precomputed soft targets
+                new.input_param.shape.add(dim=[1, param.att_num])
             done = True
             continue
         new = net.layer.add()

@@ -1,0 +1,150 @@
+"""The pipeline's step scheduler (mlic.pipeline.run_graph), its `jobs` and `soft_targets`
+settings."""
+import threading
+import time
+
+import pytest
+
+from mlic import pipeline
+
+
+def recorder(log, name, result=None, wait=None, fail=False):
+    def run(done):
+        log.append(('start', name, sorted(done)))
+        if wait:
+            wait()
+        if fail:
+            raise RuntimeError('%s broke' % name)
+        log.append(('end', name))
+        return result if result is not None else name.upper()
+    return run
+
+
+def test_each_step_runs_once_after_what_it_needs_and_gets_their_results():
+    log = []
+    graph = {
+        'a': ((), recorder(log, 'a')),
+        'b': (('a',), recorder(log, 'b')),
+        'c': (('a', 'b'), lambda done: log.append(('start', 'c', done)) or done['a'] + done['b']),
+        'unused': ((), recorder(log, 'unused')),
+    }
+    done = pipeline.run_graph(graph, ['c', 'b'], jobs=1)
+    assert done == {'a': 'A', 'b': 'B', 'c': 'AB'}
+    assert [entry[:2] for entry in log] == [('start', 'a'), ('end', 'a'), ('start', 'b'),
+                                            ('end', 'b'), ('start', 'c')]
+    assert log[-1][2] == {'a': 'A', 'b': 'B'}
+
+
+def test_one_job_starts_ready_steps_in_the_given_order():
+    log = []
+    graph = {name: ((), recorder(log, name)) for name in ('x', 'y', 'z')}
+    rank = {'z': 0, 'x': 1, 'y': 2}
+    pipeline.run_graph(graph, ['x', 'y', 'z'], jobs=1, order=rank.get)
+    assert [entry[1] for entry in log if entry[0] == 'start'] == ['z', 'x', 'y']
+
+
+def test_two_jobs_run_independent_steps_at_the_same_time():
+    # Each of the two waits until the other has started: they pass only when run side by side.
+    barrier = threading.Barrier(2, timeout=10)
+    log = []
+    graph = {
+        'teacher': ((), recorder(log, 'teacher', wait=barrier.wait)),
+        'student': ((), recorder(log, 'student', wait=barrier.wait)),
+        'after': (('teacher',), recorder(log, 'after')),
+    }
+    done = pipeline.run_graph(graph, ['after', 'student'], jobs=2)
+    assert done == {'teacher': 'TEACHER', 'student': 'STUDENT', 'after': 'AFTER'}
+    assert log.index(('end', 'teacher')) < log.index(('start', 'after', ['teacher']))
+
+
+def test_never_more_than_jobs_steps_at_once():
+    lock, state = threading.Lock(), {'now': 0, 'most': 0}
+
+    def step(done):
+        with lock:
+            state['now'] += 1
+            state['most'] = max(state['most'], state['now'])
+        time.sleep(0.05)
+        with lock:
+            state['now'] -= 1
+
+    graph = {i: ((), step) for i in range(7)}
+    pipeline.run_graph(graph, list(graph), jobs=3)
+    assert state['most'] == 3
+
+
+def test_a_failure_lets_the_running_step_finish_starts_nothing_more_and_is_raised():
+    log = []
+    started = threading.Event()
+    graph = {
+        'slow': ((), recorder(log, 'slow', wait=lambda: time.sleep(0.3))),
+        'broken': ((), recorder(log, 'broken', wait=started.set, fail=True)),
+        'later': ((), recorder(log, 'later')),
+        'needs_broken': (('broken',), recorder(log, 'needs_broken')),
+    }
+    rank = {'slow': 0, 'broken': 1, 'later': 2, 'needs_broken': 3}
+    with pytest.raises(RuntimeError, match='broken broke'):
+        pipeline.run_graph(graph, list(graph), jobs=2, order=rank.get)
+    assert ('end', 'slow') in log
+    assert not any(entry[1] in ('later', 'needs_broken') for entry in log)
+
+
+def test_an_unknown_step_or_a_cycle_is_an_error():
+    with pytest.raises(KeyError, match='nothing'):
+        pipeline.run_graph({'a': (('nothing',), lambda done: 1)}, ['a'])
+    graph = {'a': (('b',), lambda done: 1), 'b': (('a',), lambda done: 2), 'c': ((), lambda d: 3)}
+    with pytest.raises(ValueError, match='need each other: a, b'):
+        pipeline.run_graph(graph, ['a', 'c'], jobs=2)
+
+
+@pytest.mark.parametrize('jobs', [0, -1, 1.5, 'two', True])
+def test_jobs_must_be_a_whole_number_of_at_least_one(tmp_path, jobs):
+    config = pipeline.load_config(pipeline.os.path.join(pipeline.caffe_train.ROOT, 'tools',
+                                                        'demo.toml'), quick=True)
+    config['jobs'] = jobs
+    with pytest.raises(pipeline.ConfigError, match='jobs'):
+        pipeline.Pipeline(config, str(tmp_path))
+
+
+def test_each_training_gets_its_share_of_the_cores(tmp_path, monkeypatch):
+    config = pipeline.load_config(pipeline.os.path.join(pipeline.caffe_train.ROOT, 'tools',
+                                                        'demo.toml'), quick=True)
+    for name in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pipeline.os, 'sched_getaffinity', lambda pid: set(range(8)))
+    config['jobs'] = 2
+    assert pipeline.Pipeline(config, str(tmp_path)).training_env()['OPENBLAS_NUM_THREADS'] == '4'
+    config['jobs'] = 16
+    assert pipeline.Pipeline(config, str(tmp_path)).training_env()['OMP_NUM_THREADS'] == '1'
+    config['jobs'] = 1
+    assert 'OPENBLAS_NUM_THREADS' not in pipeline.Pipeline(config, str(tmp_path)).training_env()
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '3')
+    config['jobs'] = 2
+    assert pipeline.Pipeline(config, str(tmp_path)).training_env()['OPENBLAS_NUM_THREADS'] == '3'
+
+
+def demo_config(**nets):
+    config = pipeline.load_config(pipeline.os.path.join(pipeline.caffe_train.ROOT, 'tools',
+                                                        'demo.toml'), quick=True)
+    config['nets'].update(nets)
+    return config
+
+
+def test_soft_targets_are_online_or_precomputed():
+    assert pipeline.net_config(demo_config(soft_targets='online'), 10)['soft_targets'] is None
+    cfg = pipeline.net_config(demo_config(soft_targets='precomputed'), 10)
+    assert cfg['soft_targets'] == 'precomputed'
+    with pytest.raises(pipeline.ConfigError, match=r'nets.soft_targets: .later. is not "online"'):
+        pipeline.net_config(demo_config(soft_targets='later'), 10)
+
+
+def test_precomputed_soft_targets_add_a_step_that_both_stage2_nets_wait_for(tmp_path):
+    precomputed = pipeline.Pipeline(demo_config(soft_targets='precomputed'), str(tmp_path))
+    steps = precomputed.seed_steps(1)
+    assert 'soft_targets' in precomputed.step_names()
+    assert steps['soft_targets'][0] == ('nets', 'teacher')
+    assert 'soft_targets' in steps['stage2'][0] and 'soft_targets' in steps['stage2_only'][0]
+    online = pipeline.Pipeline(demo_config(soft_targets='online'), str(tmp_path))
+    assert 'soft_targets' not in online.step_names()
+    assert 'soft_targets' not in online.seed_steps(1)
+    assert 'soft_targets' not in online.seed_steps(1)['stage2'][0]
