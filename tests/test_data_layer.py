@@ -178,6 +178,7 @@ def test_soft_targets_give_each_image_the_row_of_its_side(caffe, dataset):
     # Line i, side m: values that say both, e.g. 0.31 for line 3 mirrored.
     targets = (np.arange(C)[:, None, None] * 0.1 + np.array([0.0, 0.01])[None, :, None]
                + np.zeros((1, 1, C))).astype(np.float32)
+    targets[0, 0, 0] = np.nextafter(np.float32(1), np.float32(2))  # a sum that rounded past 1
     net = make_net(caffe, dataset, caffe.TRAIN, shuffle=True, seed=3, mirror=True,
                    soft_targets=soft_targets_file(dataset, targets))
     sides = set()
