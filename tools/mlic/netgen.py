@@ -515,32 +515,30 @@ def input_scale(net, cfg, blob):
                 power_param={'power': 1, 'scale': float(cfg['input_scale'])})
 
 
-def wsddn_deploy_net(cfg):
-    """The teacher at test time: inputs imagedata (1, 3, S, S) and proposaldata (1, 5B, 1, 1);
-    outputs proposal_class_score (N, B, C, 1) and image_level_score (N, 1, C, 1)."""
-    net = Net('VGG16_wsddn')
+def teacher_deploy_net(cfg, name, kd):
+    """WSDDN at test time: inputs imagedata (1, 3, S, S) and proposaldata (1, 5B, 1, 1);
+    outputs proposal_class_score (N, B, C, 1) and image_level_score (N, 1, C, 1). kd: with the
+    KD nets' layer names and stage 2's temperature."""
+    net = Net(name)
     size = cfg['image_size']
     net.param.input.extend(['imagedata', 'proposaldata'])
     net.param.input_shape.add(dim=[1, 3, size, size])
     net.param.input_shape.add(dim=[1, 5 * cfg['num_proposals'], 1, 1])
     net.add('roi', 'WsdRoigen', ['proposaldata'])
     input_scale(net, cfg, 'imagedata')
-    teacher(net, cfg, 'imagedata', kd=False, heads=True)
+    teacher(net, cfg, 'imagedata', kd=kd, heads=True)
     return net.param
+
+
+def wsddn_deploy_net(cfg):
+    """The teacher at test time (teacher_deploy_net)."""
+    return teacher_deploy_net(cfg, 'VGG16_wsddn', kd=False)
 
 
 def stage2_teacher_deploy_net(cfg):
-    """The teacher of the stage-2 net alone (its layer names, its temperature), inputs as
-    wsddn_deploy: its image_level_score is the soft target stage 2 reads (soft_targets)."""
-    net = Net('stage2_teacher')
-    size = cfg['image_size']
-    net.param.input.extend(['imagedata', 'proposaldata'])
-    net.param.input_shape.add(dim=[1, 3, size, size])
-    net.param.input_shape.add(dim=[1, 5 * cfg['num_proposals'], 1, 1])
-    net.add('roi', 'WsdRoigen', ['proposaldata'])
-    input_scale(net, cfg, 'imagedata')
-    teacher(net, cfg, 'imagedata', kd=True, heads=True)
-    return net.param
+    """The teacher of the stage-2 net alone (its layer names, its temperature): its
+    image_level_score is the soft target stage 2 reads (soft_targets)."""
+    return teacher_deploy_net(cfg, 'stage2_teacher', kd=True)
 
 
 def student_deploy_net(cfg):
