@@ -316,7 +316,8 @@ def test_generate_nets_command_line(tmp_path):
     import sys
     done = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'generate_nets.py'),
                            '--out', 'nets', '--small', '--num-classes', '3',
-                           '--train-list', 'lists/train.txt', '--test-list', 'lists/test.txt'],
+                           '--train-list', 'lists/train.txt', '--test-list', 'lists/test.txt',
+                           '--soft-targets', 'lists/soft_targets.npy'],
                           cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
     assert done.returncode == 0, done.stderr
@@ -326,6 +327,8 @@ def test_generate_nets_command_line(tmp_path):
     solver = (tmp_path / 'nets' / 'wsddn' / 'solver.prototxt').read_text()
     assert 'net: "nets/wsddn/train.prototxt"' in solver
     assert 'snapshot_prefix: "nets/snapshots/small_wsddn"' in solver
+    stage2 = (tmp_path / 'nets' / 'kd' / 'stage2_train.prototxt').read_text()
+    assert "soft_targets: 'lists/soft_targets.npy'" in stage2 and 'conv_wsd' not in stage2
 
 
 def test_deploy_nets_describe_themselves(tmp_path):
@@ -333,6 +336,8 @@ def test_deploy_nets_describe_themselves(tmp_path):
     paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7))
     assert deploy.describe(paths['wsddn_deploy']) == {
         'kind': 'teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8}
+    assert deploy.describe(paths['stage2_teacher_deploy']) == {
+        'kind': 'stage2_teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8}
     assert deploy.describe(paths['student_deploy']) == {
         'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0}
     with pytest.raises(ValueError, match='not a deploy net'):

@@ -176,6 +176,17 @@ def test_precomputed_soft_targets_are_the_scores_of_the_teacher_inside_stage2(sm
                                      targets_path)
     assert targets.shape == (4, 2, cfg['num_classes'])
     assert np.abs(targets[:, 0] - targets[:, 1]).max() > 1e-4  # the side matters
+    # The command-line tool, from the WSDDN weights as they come out of training.
+    tool_out = str(root / 'tool' / 'soft_targets.npy')
+    done = run_tool('compute_soft_targets.py', '--net', paths['stage2_teacher_deploy'],
+                    '--teacher', small['models']['wsddn'], '--datalist', lists['train'],
+                    '--out', tool_out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    np.testing.assert_array_equal(np.load(tool_out), targets)
+    assert os.listdir(str(root / 'tool')) == ['soft_targets.npy']
+    wrong = run_tool('compute_soft_targets.py', '--net', paths['wsddn_deploy'], '--teacher',
+                     small['models']['wsddn'], '--datalist', lists['train'], '--out', tool_out)
+    assert wrong.returncode == 1 and "not stage 2's teacher" in wrong.stderr
 
     init = str(root / 'stage2_online_init.caffemodel')
     surgery.stage2_init(None, small['models']['wsddn'], small['paths']['stage2_train'], init)

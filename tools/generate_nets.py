@@ -24,6 +24,8 @@ def main(argv=None):
     parser.add_argument('--test-list', help='test datalist')
     parser.add_argument('--root-folder', default='', help='prefix of the image paths in the lists')
     parser.add_argument('--snapshot-dir', help='where the solvers write snapshots')
+    parser.add_argument('--soft-targets', help='stage 2 reads the teacher\'s scores from this .npy '
+                        '(tools/compute_soft_targets.py) instead of running the teacher')
     parser.add_argument('--relative-to', default=os.getcwd(),
                         help='folder caffe is run from; paths in the files are relative to it '
                              '(default: the current folder)')
@@ -39,6 +41,8 @@ def main(argv=None):
         cfg['num_classes'] = args.num_classes
     if args.num_proposals:
         cfg['num_proposals'] = args.num_proposals
+    if args.soft_targets:
+        cfg['soft_targets'] = args.soft_targets
     datalists = {}
     if args.train_list:
         datalists['train'] = args.train_list

@@ -40,13 +40,8 @@ def main(argv=None):
     parser.add_argument('--gpu', type=int, help='GPU id (default: CPU)')
     args = parser.parse_args(argv)
 
-    import caffe
     from mlic import deploy, evaluation, inference
-    if args.gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(args.gpu)
-        caffe.set_mode_gpu()
+    inference.use_device(args.gpu)
     try:
         cfg = deploy.describe(args.net)
         if cfg['kind'] == 'teacher':

@@ -4,8 +4,9 @@ from google.protobuf import text_format
 
 
 def describe(deploy_path):
-    """{'kind': 'teacher' | 'student', 'image_size', 'num_classes', 'num_proposals'} of one of
-    netgen's deploy nets (wsddn deploy: inputs imagedata + proposaldata; student: data)."""
+    """{'kind': 'teacher' | 'stage2_teacher' | 'student', 'image_size', 'num_classes',
+    'num_proposals'} of one of netgen's deploy nets (wsddn deploy and stage 2's teacher: inputs
+    imagedata + proposaldata, the latter with the KD nets' layer names; student: data)."""
     net = caffe_pb2.NetParameter()
     with open(deploy_path) as f:
         text_format.Merge(f.read(), net)
@@ -13,6 +14,8 @@ def describe(deploy_path):
     layers = {layer.name: layer for layer in net.layer}
     if 'imagedata' in inputs and 'proposaldata' in inputs:
         kind, image, head = 'teacher', inputs['imagedata'], 'fc8_c'
+        if 'fc_wsd_8_c' in layers:
+            kind, head = 'stage2_teacher', 'fc_wsd_8_c'
         proposals = inputs['proposaldata'].dim[1] // 5
     elif 'data' in inputs:
         kind, image, head, proposals = 'student', inputs['data'], 'fc8_mscoco', 0

@@ -42,6 +42,16 @@ def _batches(count, batch_size):
         yield slice(start, min(count, start + batch_size))
 
 
+def use_device(gpu=None):
+    """pycaffe on the CPU (gpu None) or on GPU `gpu` (a CUDA build of Caffe)."""
+    import caffe
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_device(gpu)
+        caffe.set_mode_gpu()
+
+
 def open_net(deploy, weights):
     import caffe
     import caffe_layers  # noqa: F401  (the plugin's layers)

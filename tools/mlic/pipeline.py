@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -596,18 +597,23 @@ class Pipeline(object):
         return self.config.get('nets', {}).get('soft_targets') == 'precomputed'
 
     def soft_targets(self, seed, teacher):
-        """Stage 2's soft targets of the train list from `teacher` (precomputed mode)."""
-        from mlic import inference, surgery
+        """Stage 2's soft targets of the train list from `teacher` (precomputed mode), by
+        tools/compute_soft_targets.py in its own process: with its share of the cores beside
+        another training, and not holding this process's interpreter."""
         files = self.seed_nets[seed]
         step = self.step('soft_targets', teacher.key, folder=self.seed_folder(seed))
 
         def body(step):
-            weights = os.path.join(step.dir, 'stage2_teacher.caffemodel')
-            surgery.stage2_init(None, teacher.weights, files['stage2_teacher_deploy'], weights)
-            train = inference.read_datalist(self.datalists['train'], len(self.classes),
-                                            self.cfg['num_proposals'], self.root_folder)
-            inference.soft_targets(files['stage2_teacher_deploy'], weights, train, self.cfg,
-                                   self.soft_targets_path(seed))
+            tool = os.path.join(self.root, 'tools', 'compute_soft_targets.py')
+            args = [sys.executable, tool, '--net', files['stage2_teacher_deploy'],
+                    '--teacher', teacher.weights, '--datalist', self.datalists['train'],
+                    '--root-folder', self.root_folder, '--out', self.soft_targets_path(seed)]
+            done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env=dict(self.training_env(),
+                                                      GLOG_minloglevel='2'))
+            if done.returncode != 0:
+                raise RuntimeError('%s failed (exit %d):\n%s'
+                                   % (' '.join(args), done.returncode, done.stdout[-3000:]))
         self.run_step(step, body, 'the teacher\'s stage-2 scores of the train images, as read '
                       'and mirrored (seed %d)' % seed)
         return step
