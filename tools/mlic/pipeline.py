@@ -587,7 +587,6 @@ class Pipeline(object):
         # cfg differs between seeds only in the seeds; the nets' files differ in their folder.
         self.cfg, self.classes = cfg, classes
         self.seed_nets[seed] = {k: os.path.join(step.dir, v) for k, v in netgen.FILES.items()}
-        self.net_files = self.seed_nets[seed]
         return step
 
     def soft_targets_path(self, seed):
