@@ -26,15 +26,10 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=os.path.join(os.path.dirname(__file__), 'demo.toml'))
     parser.add_argument('--quick', action='store_true', help='apply the [quick] tables')
-    parser.add_argument('--seeds', help='comma-separated training seeds (default: the config\'s)')
-    parser.add_argument('--jobs', type=int, help='trainings run at once (default: the config\'s '
-                        'jobs, else 1); each gets cores/jobs BLAS threads')
-    parser.add_argument('--folder', help='run folder (default: the config\'s)')
+    pipeline.add_run_arguments(parser)
     args = parser.parse_args(argv)
     config = pipeline.load_config(args.config, quick=args.quick)
-    if args.jobs is not None:
-        config['jobs'] = args.jobs
-    seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else None
+    seeds = pipeline.apply_run_arguments(config, args)
     folder = args.folder or os.path.join(pipeline.caffe_train.ROOT, config['folder'])
     pipeline.Pipeline(config, folder).run(seeds)
 

@@ -55,22 +55,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='the run\'s TOML config (see above)')
-    parser.add_argument('--seeds', help='comma-separated training seeds (default: the config\'s)')
-    parser.add_argument('--jobs', type=int, help='trainings run at once (default: the config\'s '
-                        'jobs, else 1); each gets cores/jobs BLAS threads')
-    parser.add_argument('--folder', help='run folder (default: the config\'s folder)')
+    pipeline.add_run_arguments(parser)
     parser.add_argument('--steps', help='comma-separated steps to run, with the steps they need '
                                         '(default: all)')
     args = parser.parse_args(argv)
     try:
         config = pipeline.load_config(args.config)
-        if args.jobs is not None:
-            config['jobs'] = args.jobs
+        seeds = pipeline.apply_run_arguments(config, args)
         if 'datalists' not in config:
             raise pipeline.ConfigError('%s: datalists: missing (the [datalists] table names your '
                                        'train and test lists; tools/demo.py runs the synthetic '
                                        'demo)' % args.config)
-        seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else None
         steps = args.steps.split(',') if args.steps else None
         pipeline.Pipeline(config, args.folder).run(seeds, steps)
     except tomllib.TOMLDecodeError as error:

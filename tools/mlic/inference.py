@@ -80,7 +80,8 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=
     mirror: of the mirrored images and proposals, as the data layer mirrors them in TRAIN.
     net: an open net instead of deploy and weights."""
     from caffe_layers.data_layer import transform_proposals
-    net = net or open_net(deploy, weights)
+    if net is None:
+        net = open_net(deploy, weights)
     size, bbox_num, classes = cfg['image_size'], cfg['num_proposals'], cfg['num_classes']
     count = len(test.images)
     scores = np.empty((count, classes), dtype=np.float32)

@@ -157,6 +157,22 @@ class Step(object):
             f.write(self.key + '\n')
 
 
+def add_run_arguments(parser):
+    """The command-line options of a run that tools/demo.py and tools/run_pipeline.py share;
+    apply_run_arguments puts them into the config."""
+    parser.add_argument('--seeds', help='comma-separated training seeds (default: the config\'s)')
+    parser.add_argument('--jobs', type=int, help='trainings run at once (default: the config\'s '
+                        'jobs, else 1); each gets cores/jobs BLAS threads')
+    parser.add_argument('--folder', help='run folder (default: the config\'s folder)')
+
+
+def apply_run_arguments(config, args):
+    """Sets config's jobs from --jobs; returns the --seeds list (None: the config's)."""
+    if args.jobs is not None:
+        config['jobs'] = args.jobs
+    return [int(s) for s in args.seeds.split(',')] if args.seeds else None
+
+
 def load_config(path, quick=False, overrides=None):
     """The pipeline config: the TOML file, its [quick] tables with quick=True, then overrides."""
     import tomllib
