@@ -401,13 +401,17 @@ def test_stage1_fc_frozen_freezes_the_students_fc6_fc7_in_stage1_only(tmp_path, 
     if batch_norm:
         assert stage1['fc6_bn'].batch_norm_param.use_global_stats
         assert not stage1['conv1_1_bn'].batch_norm_param.use_global_stats
+    # A frozen layer runs as at test time: no dropout after the student's fc6/fc7 (the frozen
+    # teacher has none either), while the unfrozen stage 1 keeps the original's.
+    assert 'drop6' not in stage1 and 'drop7' not in stage1
     # The convolutions still learn, and nothing changes in the other nets.
     assert [p.lr_mult for p in stage1['conv1_1'].param] == [1, 2]
     free = netgen.write_nets(str(tmp_path / 'free'), netgen.small_config(batch_norm=batch_norm))
     for key in ('stage2_train', 'student_train', 'wsddn_train'):
         assert open(paths[key]).read() == open(free[key]).read()
-    assert [p.lr_mult for p in {l.name: l for l in parse(open(
-        free['stage1_train']).read()).layer}['fc6'].param] == [1, 2]
+    free_stage1 = {l.name: l for l in parse(open(free['stage1_train']).read()).layer}
+    assert [p.lr_mult for p in free_stage1['fc6'].param] == [1, 2]
+    assert free_stage1['drop7'].type == 'Dropout'
 
 
 def test_precomputed_soft_targets_take_the_teacher_out_of_stage2(tmp_path):

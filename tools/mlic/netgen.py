@@ -46,7 +46,8 @@ Config keys:
   soft_scale        stage 2: the student's logits are multiplied by this for the soft loss
                     (0.2, "T = 5")
   stage1_fc_frozen  stage 1: the student's fc6/fc7 keep their initial weights (lr_mult 0; with
-                    batch_norm, their BatchNorm uses its stored statistics), so that only its
+                    batch_norm, their BatchNorm uses its stored statistics; no dropout after
+                    them, as in the frozen teacher), so that only its
                     convolutions learn, as the paper's slides say; False (the released prototxt)
                     trains fc6/fc7 too. Frozen, fc6/fc7 stay the ones stage 2 applies to pool5
                     of the whole image instead of becoming a regressor of RoI features
@@ -450,7 +451,8 @@ def student_trunk(net, cfg, image, roi=None):
         if cfg['batch_norm']:
             batch_norm(net, blob, frozen, FROZEN if frozen else BACKBONE)
         net.relu('relu%d' % index, blob)
-        net.dropout(cfg, 'drop%d' % index, blob)
+        if not frozen:
+            net.dropout(cfg, 'drop%d' % index, blob)
     return blob
 
 
