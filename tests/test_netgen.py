@@ -158,6 +158,7 @@ def test_original_settings_the_summary_does_not_show():
     assert net['temp_branch2_learn'].scale_param.axis == 1
     assert net['fc8_mscoco_soft'].scale_param.filler.value == pytest.approx(0.2)
     assert list(net['loss_soft'].propagate_down) == [True, False]
+    assert list(net['loss_soft'].loss_weight) == list(net['loss_sig'].loss_weight) == [1]
     assert list(net['reshape_branch1'].reshape_param.shape.dim) == [-1, 500, 80, 1]
     assert net['image_level_score'].convolution_param.weight_filler.value == 1
     assert not net['image_level_score'].convolution_param.bias_term
@@ -389,6 +390,19 @@ def test_head_params_set_the_classifier_multipliers_only(tmp_path):
             assert [(p.lr_mult, p.decay_mult) for p in after[name].param] == [(1, 1), (2, 0)]
         for name in set(after) - set(heads):
             assert after[name] == before[name], name
+
+
+def test_soft_loss_weight_weighs_the_soft_loss_only(tmp_path):
+    default = netgen.net_texts(netgen.small_config())
+    chosen = netgen.net_texts(netgen.small_config(soft_loss_weight=5))
+    for key in set(default) - {'stage2_train'}:
+        assert chosen[key] == default[key], key
+    before = {l.name: l for l in parse(default['stage2_train']).layer}
+    after = {l.name: l for l in parse(chosen['stage2_train']).layer}
+    assert list(after['loss_soft'].loss_weight) == [5]
+    assert list(after['loss_sig'].loss_weight) == [1]
+    for name in set(after) - {'loss_soft'}:
+        assert after[name] == before[name], name
 
 
 @pytest.mark.parametrize('batch_norm', [False, True])

@@ -45,6 +45,7 @@ Config keys:
                     (2, "T = 0.5")
   soft_scale        stage 2: the student's logits are multiplied by this for the soft loss
                     (0.2, "T = 5")
+  soft_loss_weight  stage 2: loss_weight of the soft loss (1, as the hard loss)
   stage1_fc_frozen  stage 1: the student's fc6/fc7 keep their initial weights (lr_mult 0; with
                     batch_norm, their BatchNorm uses its stored statistics; no dropout after
                     them, as in the frozen teacher), so that only its
@@ -127,6 +128,7 @@ FULL = {
     'input_scale': 1.0,
     'teacher_scale': 2.0,
     'soft_scale': 0.2,
+    'soft_loss_weight': 1.0,
     'distill_top_k': 0,
     'stage1_fc_frozen': False,
     'soft_targets': None,
@@ -495,7 +497,7 @@ def train_net(cfg, kind, datalists, root_folder='', inputs=False):
                        scale_param={'bias_term': False, 'filler': {
                            'type': 'constant', 'value': cfg['soft_scale']}})
         net.add('loss_soft', 'SigmoidCrossEntropyLoss', [soft, soft_target],
-                propagate_down=[True, False], loss_weight=1,
+                propagate_down=[True, False], loss_weight=cfg['soft_loss_weight'],
                 phase=caffe_pb2.TRAIN if cfg['soft_targets'] and not inputs else None)
         net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, labels],
                 propagate_down=[True, False], loss_weight=1)
