@@ -48,9 +48,8 @@ Config keys:
   soft_loss_weight  stage 2: loss_weight of the soft loss (1, as the hard loss)
   stage1_fc_frozen  stage 1: the student's fc6/fc7 keep their initial weights (lr_mult 0; with
                     batch_norm, their BatchNorm uses its stored statistics; no dropout after
-                    them, as in the frozen teacher), so that only its
-                    convolutions learn, as the paper's slides say; False (the released prototxt)
-                    trains fc6/fc7 too. Frozen, fc6/fc7 stay the ones stage 2 applies to pool5
+                    them, as in the frozen teacher), so that only its convolutions learn, as
+                    the paper's slides say; False (the released prototxt) trains fc6/fc7 too. Frozen, fc6/fc7 stay the ones stage 2 applies to pool5
                     of the whole image instead of becoming a regressor of RoI features
   distill_top_k     stage 1: RoIDistillationLoss top_k (0 = every proposal, as the original)
   soft_targets      stage 2: None (the original: the frozen teacher runs inside the stage-2 net
