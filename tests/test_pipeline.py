@@ -148,3 +148,15 @@ def test_precomputed_soft_targets_add_a_step_that_both_stage2_nets_wait_for(tmp_
     assert 'soft_targets' not in online.step_names()
     assert 'soft_targets' not in online.seed_steps(1)
     assert 'soft_targets' not in online.seed_steps(1)['stage2'][0]
+
+
+def test_the_pretraining_needs_neither_the_scenes_nor_their_proposals(tmp_path):
+    # So that with two jobs it trains while they are made.
+    demo = pipeline.Pipeline(demo_config(), str(tmp_path))
+    shared = demo.shared_steps()
+    assert {name: needs for name, (needs, _) in shared.items()} == {
+        'data': (), 'proposals': ('data',), 'pretrain': ()}
+    assert demo.step_names()[:3] == ['data', 'proposals', 'pretrain']
+    config = demo_config()
+    del config['pretrain']
+    assert list(pipeline.Pipeline(config, str(tmp_path)).shared_steps()) == ['data', 'proposals']

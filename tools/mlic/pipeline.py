@@ -494,7 +494,9 @@ class Pipeline(object):
                                       snapshot_dir=os.path.join(step.dir, 'snapshots'))
             final = caffe_train.train(files['student_solver'],
                                       os.path.join(step.dir, 'train.log'), label='pretrain',
-                                      progress=self.progress, cwd=step.dir)
+                                      progress=self.progress and (
+                                          'lines' if self.jobs > 1 else True),
+                                      cwd=step.dir, env=self.training_env())
             surgery.backbone(final, files['student_train'], backbone)
         self.run_step(step, body, 'the ImageNet stand-in: %d object-centric images at %d px, '
                       '%d iterations' % (settings['num_images'], size,
@@ -796,12 +798,23 @@ class Pipeline(object):
     # ---- the whole run
     def step_names(self):
         """Every step's name, in order (what run()'s `steps` may name)."""
-        shared = ['datalists'] if self.user_data else ['data', 'proposals']
-        if 'pretrain' in self.config:
-            shared.append('pretrain')
+        shared = list(self.shared_steps())
         per_seed = [name for name in SEED_STEPS
                     if name != 'soft_targets' or self.precomputed_soft_targets()]
         return shared + per_seed + ['report']
+
+    def shared_steps(self):
+        """{name: (the names it needs, callable(done) -> its Step)} of the steps every seed
+        shares, in the order one job runs them."""
+        if self.user_data:
+            return {'datalists': ((), lambda done: self.datalists_step())}
+        steps = {'data': ((), lambda done: self.data()),
+                 'proposals': (('data',), lambda done: self.proposals())}
+        if 'pretrain' in self.config:
+            # It makes its own images: with two jobs it trains while the scenes and their
+            # proposals are made, which is most of their time.
+            steps['pretrain'] = ((), lambda done: self.pretrain())
+        return steps
 
     def run(self, seeds=None, steps=None):
         """Runs every step, or only those named in `steps` and the steps they need (each
@@ -816,13 +829,8 @@ class Pipeline(object):
         if self.user_data and not self.init_weights:
             log('WARNING: %s sets no init_weights: the teacher and every student train from '
                 'scratch, where the method starts them from ImageNet VGG16' % self.where)
-        if self.user_data:
-            self.datalists_step()
-        else:
-            self.data()
-            self.proposals()
-            if 'pretrain' in self.config:
-                self.pretrain()
+        shared = self.shared_steps()
+        run_graph(shared, list(shared), self.jobs, order=list(shared).index)
         targets = ['evaluate'] if 'report' in steps else [s for s in steps if s in SEED_STEPS]
         results = self.run_seeds(seeds, targets) if targets else {}
         per_seed = [results[seed] for seed in seeds if seed in results]
