@@ -79,15 +79,16 @@ def test_proposals_inside_the_resized_image_and_cached(dataset, tmp_path, method
         assert all(boxes[0, 4] == 1 for _, _, boxes in lines)
 
 
-def test_fresh_cache_gives_the_same_proposals(dataset, tmp_path):
+def test_fresh_cache_gives_the_same_proposals_in_this_process_or_spawned_workers(dataset,
+                                                                                 tmp_path):
     for method in proposals.METHODS:
         settings = proposals.proposal_settings(method, max_boxes=BBOX_NUM, max_side=96)
         outputs = []
-        for name in ('a', 'b'):
+        for name, workers in (('a', 1), ('b', 2)):
             out = str(tmp_path / (method + name))
             proposals.complete_datalist(dataset['train_datalist'], out, settings,
                                         str(tmp_path / ('cache' + name)), NEW_WIDTH,
-                                        NEW_HEIGHT, BBOX_NUM, progress=False)
+                                        NEW_HEIGHT, BBOX_NUM, progress=False, workers=workers)
             outputs.append(open(out).read())
         assert outputs[0] == outputs[1]
 

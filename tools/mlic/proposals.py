@@ -273,7 +273,11 @@ def compute_all(image_files, settings, cache_dir, workers=1, progress=True, desc
     tasks = [(i, f, settings, p) for i, (f, p) in enumerate(zip(image_files, paths))]
     bar = Progress(len(tasks)) if progress and tasks else None
     computed = 0
-    pool = multiprocessing.Pool(workers, _init_worker) if workers > 1 else None
+    # Spawned, not forked: the pipeline computes proposals while another of its threads runs
+    # OpenCV and prints (the pretraining), and a fork would copy that thread's held locks into
+    # the workers, where nothing would ever release them.
+    pool = (multiprocessing.get_context('spawn').Pool(workers, _init_worker) if workers > 1
+            else None)
     try:
         results = pool.imap_unordered(_compute_to_cache, tasks, chunksize=4) if pool \
             else map(_compute_to_cache, tasks)
