@@ -160,3 +160,48 @@ def test_the_pretraining_needs_neither_the_scenes_nor_their_proposals(tmp_path):
     config = demo_config()
     del config['pretrain']
     assert list(pipeline.Pipeline(config, str(tmp_path)).shared_steps()) == ['data', 'proposals']
+
+
+def training_keys(folder, config, init_key='backbone'):
+    """{step: key} of one seed's steps up to the trainings, their bodies not run (but the nets'):
+    the keys that decide which steps a rerun redoes."""
+    demo = pipeline.Pipeline(config, str(folder))
+    (folder / 'classes.txt').write_text(''.join('c%d\n' % k for k in range(
+        config['data']['num_classes'])))
+    demo.classes_file, demo.root_folder = str(folder / 'classes.txt'), ''
+    demo.datalists = {'train': 'train.txt', 'test': 'test.txt'}
+    demo.datalist_key, demo.init_key = 'lists', init_key
+    keys, run_step = {}, demo.run_step
+
+    def record(step, body, describe):
+        if step.name == 'nets':
+            return run_step(step, body, describe)
+        keys[step.name] = step.key
+    demo.run_step = record
+    demo.run_seeds([1], targets=pipeline.TRAININGS)
+    return keys
+
+
+def test_a_training_is_redone_for_its_own_nets_settings_and_what_it_starts_from(tmp_path):
+    keys = training_keys(tmp_path, demo_config())
+    assert sorted(keys) == sorted(pipeline.TRAININGS + ('soft_targets',))
+    assert training_keys(tmp_path, demo_config()) == keys
+
+    def redone(config, **inputs):
+        changed = training_keys(tmp_path, config, **inputs)
+        return {name for name in keys if changed[name] != keys[name]}
+    # Stage 1's learning rate: stage 1 and what starts from it; not the teacher, the student,
+    # the soft targets or stage 2 only, which never see stage 1.
+    config = demo_config()
+    config['nets']['solver']['stage1']['base_lr'] = 0.123
+    assert redone(config) == {'stage1', 'stage2', 'stage1_only'}
+    # The teacher's temperature in stage 2: the soft targets and both stage-2 nets.
+    assert redone(demo_config(teacher_scale=1.0)) == {'soft_targets', 'stage2', 'stage2_only'}
+    # The student's schedule: the students that train on it (stage 1 only trains on the
+    # student's solver after stage 1).
+    config = demo_config()
+    config['nets']['solver']['student']['max_iter'] = 7
+    assert redone(config) == {'student', 'stage1_only'}
+    # What every net starts from (init_weights, the datalists): every step.
+    assert redone(demo_config(), init_key='other backbone') == set(keys)
+    assert training_keys(tmp_path, demo_config()) == keys

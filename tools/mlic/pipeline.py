@@ -1,7 +1,9 @@
 """The whole method on one dataset: teacher, two distillation stages, baselines, evaluation.
 
 Steps (each writes under the run folder and is skipped when its outputs are complete, so an
-interrupted run resumes; a step whose settings changed runs again, and so do the steps after it):
+interrupted run resumes; a step whose settings changed runs again, and so do the steps after it.
+A training's settings are the text of its own net and solver: a new stage-1 learning rate reruns
+stage 1 and the students that start from it, not the teacher):
 
   data          the synthetic dataset (the demo's [data] table)
   proposals     EdgeBoxes proposals -> the train and test datalists (the demo's [proposals])
@@ -372,7 +374,7 @@ class Pipeline(object):
         if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
             raise ConfigError('%s: jobs: %r is not a whole number >= 1 (how many trainings run '
                               'at once)' % (self.where, self.jobs))
-        self.seed_nets = {}
+        self.seed_nets, self.net_inputs_keys = {}, {}
         os.makedirs(self.folder, exist_ok=True)
         self.timings = []
         self.init_weights = self.paths['init_weights'] if self.user_data else None
@@ -594,6 +596,9 @@ class Pipeline(object):
         inputs = list(self.user_inputs(self.root_folder)) + ([self.init_key] if self.init_key
                                                              else [])
         step = self.step('nets', self.datalist_key, cfg, *inputs, folder=self.seed_folder(seed))
+        # What every net is made from besides its own settings; each training chains this with
+        # the text of its own net and solver (files_key), not with the whole config.
+        self.net_inputs_keys[seed] = fingerprint(self.datalist_key, *inputs)
 
         def body(step):
             paths = netgen.write_nets(step.dir, cfg, datalists=self.datalists,
@@ -607,6 +612,16 @@ class Pipeline(object):
         self.seed_nets[seed] = {k: os.path.join(step.dir, v) for k, v in netgen.FILES.items()}
         return step
 
+    def files_key(self, seed, *kinds):
+        """Fingerprint of the nets' inputs and the text of the named files of FILES: a step
+        that uses only these files is redone when they change, and not when another net's
+        settings do (a new stage-1 learning rate must not retrain the teacher)."""
+        texts = []
+        for kind in kinds:
+            with open(self.seed_nets[seed][kind]) as f:
+                texts.append(f.read())
+        return fingerprint(self.net_inputs_keys[seed], *texts)
+
     def soft_targets_path(self, seed):
         return os.path.join(self.seed_folder(seed), 'soft_targets', 'soft_targets.npy')
 
@@ -618,7 +633,9 @@ class Pipeline(object):
         tools/compute_soft_targets.py in its own process: with its share of the cores beside
         another training, and not holding this process's interpreter."""
         files = self.seed_nets[seed]
-        step = self.step('soft_targets', teacher.key, folder=self.seed_folder(seed))
+        step = self.step('soft_targets', teacher.key,
+                         self.files_key(seed, 'stage2_teacher_deploy'),
+                         folder=self.seed_folder(seed))
 
         def body(step):
             tool = os.path.join(self.root, 'tools', 'compute_soft_targets.py')
@@ -655,9 +672,12 @@ class Pipeline(object):
 
     def train(self, seed, name, kind, after, init=None):
         """Trains the `kind` solver in its own folder; init(step) -> .caffemodel paths or None.
-        `after`: the steps whose results it starts from (their keys chain into this one's; the
-        nets' key holds init_weights')."""
-        step = self.step(name, [s.key for s in after], folder=self.seed_folder(seed))
+        `after`: the steps whose results it starts from; their keys chain into this one's, with
+        the text of its net and solver and what the nets are made from (init_weights, the
+        datalists)."""
+        step = self.step(name, [s.key for s in after],
+                         self.files_key(seed, kind + '_train', kind + '_solver'),
+                         folder=self.seed_folder(seed))
         solver_path = self.seed_nets[seed][kind + '_solver']
 
         def body(step):
@@ -723,11 +743,11 @@ class Pipeline(object):
         steps = {
             'nets': ((), lambda done: self.nets(seed)),
             'teacher': (('nets',), lambda done: self.train(
-                seed, 'teacher', 'wsddn', [done['nets']], lambda step: pretrained)),
+                seed, 'teacher', 'wsddn', [], lambda step: pretrained)),
             'stage1': (('nets', 'teacher'), stage1),
             'stage2': (('nets', 'teacher', 'stage1') + soft, stage2),
             'student': (('nets',), lambda done: self.train(
-                seed, 'student', 'student', [done['nets']], lambda step: pretrained)),
+                seed, 'student', 'student', [], lambda step: pretrained)),
             'stage1_only': (('nets', 'stage1'), stage1_only),
             'stage2_only': (('nets', 'teacher') + soft, stage2_only),
             'evaluate': (('nets',) + TRAININGS, lambda done: self.evaluate(
@@ -762,6 +782,7 @@ class Pipeline(object):
         boxes_key = (file_fingerprint(self.test_boxes, self.hash_cache())
                      if self.test_boxes else None)
         step = self.step('evaluate', [s.key for s in trained.values()],
+                         self.files_key(seed, 'wsddn_deploy', 'student_deploy'),
                          *self.user_inputs(boxes_key), folder=self.seed_folder(seed))
         results_path = os.path.join(step.dir, 'results.json')
 
