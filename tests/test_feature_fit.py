@@ -1,0 +1,82 @@
+"""tools/stage1_fit.py and mlic.feature_fit: the stage-1 student's RoI features against the
+teacher's, zero and the teacher's mean, on hand-worked numbers and on the real small stage-1 net."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from test_training import write_dataset
+
+from mlic import feature_fit, netgen
+
+TOOL = os.path.join(ROOT, 'tools', 'stage1_fit.py')
+
+
+def test_fit_summary_on_hand_worked_features():
+    teacher = [[1.0, 0.0], [3.0, 0.0]]
+    student = [[1.0, 0.0], [1.0, 0.0]]
+    summary = feature_fit.fit_summary(teacher, student)
+    # 1/2 mean of squared distances: student (0 + 4) / 2 / 2, zero (1 + 9) / 2 / 2, and the
+    # teacher's mean (2, 0): (1 + 1) / 2 / 2.
+    assert summary == {'student': 1.0, 'zero': 2.5, 'teacher_mean': 0.5, 'rois': 2}
+    with pytest.raises(ValueError, match='one shape'):
+        feature_fit.fit_summary(teacher, [[1.0, 0.0]])
+
+
+def test_format_fit_reads_the_student_against_the_mean_predictor():
+    worse = feature_fit.format_fit({'student': 3.0, 'zero': 2.5, 'teacher_mean': 0.5, 'rois': 2})
+    assert 'farther from the teacher than the teacher\'s mean feature (2 RoIs)' in worse
+    assert '| the student\'s | 3.000 |' in worse
+    better = feature_fit.format_fit({'student': 0.25, 'zero': 2.5, 'teacher_mean': 0.5,
+                                     'rois': 2})
+    assert 'explains 50% of the teacher\'s feature variance over 2 RoIs' in better
+
+
+@pytest.fixture(scope='module')
+def stage1(tmp_path_factory, caffe):
+    root = tmp_path_factory.mktemp('fit')
+    cfg = netgen.small_config()
+    lists = {split: write_dataset(str(root / split), cfg, 4, seed)
+             for seed, split in enumerate(('train', 'test'))}
+    paths = netgen.write_nets(str(root / 'nets'), cfg, datalists=lists)
+    weights = str(root / 'fillers.caffemodel')
+    net = caffe.Net(paths['stage1_train'], caffe.TRAIN)
+    net.save(weights)
+    del net
+    return {'net': paths['stage1_train'], 'weights': weights, 'cfg': cfg,
+            'stage2': paths['stage2_train']}
+
+
+def test_roi_feature_fit_leaves_out_padding_and_matches_the_nets_loss(stage1):
+    summary = feature_fit.roi_feature_fit(stage1['net'], stage1['weights'], batches=3)
+    cfg = stage1['cfg']
+    # Every image of the dataset has num_proposals - 1 real proposals and one padding row.
+    batch = cfg['batch_size']['stage1'][0]
+    assert summary['rois'] == 3 * batch * (cfg['num_proposals'] - 1)
+    # With as many real proposals in every image, the per-image mean of RoIDistillationLoss is
+    # the mean over all RoIs.
+    assert summary['student'] == pytest.approx(summary['loss'], rel=1e-4)
+    assert 0 < summary['teacher_mean'] <= summary['zero']
+
+
+def test_tool_prints_the_table_and_names_a_net_without_the_loss(stage1):
+    done = subprocess.run([sys.executable, TOOL, '--net', stage1['net'], '--weights',
+                           stage1['weights'], '--batches', '2'], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith('| the')]
+    assert len(rows) == 3 and 'RoIs' in done.stdout
+    values = [float(line.split('|')[2]) for line in rows[1:]]
+    assert all(np.isfinite(values))
+    wrong = subprocess.run([sys.executable, TOOL, '--net', stage1['stage2'], '--weights',
+                            stage1['weights']], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=300)
+    assert wrong.returncode == 1
+    assert stage1['stage2'] in wrong.stderr and 'RoIDistillationLoss' in wrong.stderr
+    missing = subprocess.run([sys.executable, TOOL, '--net', stage1['net'], '--weights',
+                              stage1['weights'] + '.missing'], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, timeout=60)
+    assert missing.returncode == 1 and '--weights' in missing.stderr
