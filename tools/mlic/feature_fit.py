@@ -14,8 +14,8 @@ class FeatureFitError(ValueError):
     """A net that cannot be measured: names the file and what is missing."""
 
 
-def distillation_blobs(net_param, where):
-    """(teacher blob, student blob, roi blob) of the net's RoIDistillationLoss layer."""
+def distillation_layer(net_param, where):
+    """The net's RoIDistillationLoss layer (bottoms: teacher, student, rois)."""
     layers = [layer for layer in net_param.layer if layer.type == 'RoIDistillationLoss']
     if len(layers) != 1:
         raise FeatureFitError('%s: expected one RoIDistillationLoss layer (the stage-1 net), '
@@ -23,7 +23,7 @@ def distillation_blobs(net_param, where):
     if len(layers[0].bottom) != 3:
         raise FeatureFitError('%s: layer %s: expected the bottoms teacher, student, rois'
                               % (where, layers[0].name))
-    return tuple(layers[0].bottom)
+    return layers[0]
 
 
 def half_squared_distance(targets, features):
@@ -52,19 +52,14 @@ def roi_feature_fit(net_path, weights, batches=20):
     plus 'loss', the mean of the net's own distillation loss."""
     import caffe
     import caffe_layers  # noqa: F401  (the plugin's layers)
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    net_param = caffe_pb2.NetParameter()
-    with open(net_path) as f:
-        text_format.Merge(f.read(), net_param)
-    teacher_blob, student_blob, roi_blob = distillation_blobs(net_param, net_path)
-    loss_name = [layer for layer in net_param.layer
-                 if layer.type == 'RoIDistillationLoss'][0].top[0]
+    from mlic import surgery
+    loss = distillation_layer(surgery.read_net(net_path), net_path)
+    teacher_blob, student_blob, roi_blob = loss.bottom
     net = caffe.Net(net_path, caffe.TRAIN, weights=weights)
     teacher, student, losses = [], [], []
     for _ in range(batches):
         out = net.forward()
-        losses.append(float(out[loss_name]))
+        losses.append(float(out[loss.top[0]]))
         real = net.blobs[roi_blob].data[:, 1] >= 0  # padding proposals have x1 = -1
         teacher.append(net.blobs[teacher_blob].data[real].copy())
         student.append(net.blobs[student_blob].data[real].copy())
