@@ -62,6 +62,17 @@ def test_roi_feature_fit_leaves_out_padding_and_matches_the_nets_loss(stage1):
     assert 0 < summary['teacher_mean'] <= summary['zero']
 
 
+def test_roi_feature_fit_measures_the_student_without_dropout(stage1):
+    # The small stage-1 net trains the student's fc6/fc7 with dropout after them; measured
+    # through dropout, two runs over the same batches would draw different masks.
+    with open(stage1['net']) as f:
+        assert 'type: "Dropout"' in f.read()
+    first = feature_fit.roi_feature_fit(stage1['net'], stage1['weights'], batches=2)
+    second = feature_fit.roi_feature_fit(stage1['net'], stage1['weights'], batches=2)
+    assert first['student'] == second['student']
+    assert first['teacher_mean'] == second['teacher_mean']
+
+
 def test_tool_prints_the_table_and_names_a_net_without_the_loss(stage1):
     done = subprocess.run([sys.executable, TOOL, '--net', stage1['net'], '--weights',
                            stage1['weights'], '--batches', '2'], stdout=subprocess.PIPE,

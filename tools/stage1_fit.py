@@ -5,7 +5,8 @@ two predictors that ignore the image: zero and the teacher's mean feature.
   tools/stage1_fit.py --net prototxt/kd/stage1_train.prototxt \\
       --weights snapshots/stage1_iter_30000.caffemodel [--batches 20]
 
---net is the stage-1 training net (its TRAIN-phase data layer supplies the batches); --weights
+--net is the stage-1 training net (its TRAIN-phase data layer supplies the batches; its dropout
+is left out, so the student's own features are measured); --weights
 a stage-1 snapshot, or the stage-1 init (tools/net_surgery.py stage1) for the starting point.
 Prints the mean 1/2 squared distance per real proposal (the stage-1 loss per RoI) of each.
 A student above the teacher's mean feature has learned none of its structure.
