@@ -59,20 +59,13 @@ def roi_feature_fit(net_path, weights, batches=20):
     """Runs the stage-1 training net (TRAIN phase: its data layer, augmentation, seed and batch
     statistics, but no dropout) for `batches` forward passes and returns fit_summary over every
     real (non-padding) proposal, plus 'loss', the mean of the net's own distillation loss."""
-    import tempfile
     import caffe
     import caffe_layers  # noqa: F401  (the plugin's layers)
-    from google.protobuf import text_format
     from mlic import surgery
     net_param = surgery.read_net(net_path)
     loss = distillation_layer(net_param, net_path)
     teacher_blob, student_blob, roi_blob = loss.bottom
-    # Paths inside the net are relative to the working directory, not to the net's file, so
-    # the edited copy may live anywhere.
-    with tempfile.NamedTemporaryFile('w', suffix='.prototxt') as edited:
-        edited.write(text_format.MessageToString(without_dropout(net_param)))
-        edited.flush()
-        net = caffe.Net(edited.name, caffe.TRAIN, weights=weights)
+    net = surgery.net_from_param(without_dropout(net_param), caffe.TRAIN, weights=weights)
     teacher, student, losses = [], [], []
     for _ in range(batches):
         out = net.forward()

@@ -122,18 +122,24 @@ def _replace_data_layers(net):
     return net
 
 
+def net_from_param(net_param, phase, weights=None):
+    """A pycaffe Net of an edited NetParameter (pycaffe only reads nets from files). Paths inside
+    the net are relative to the working directory, not to the file, so the copy lives anywhere."""
+    import caffe
+    from google.protobuf import text_format
+    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
+        f.write(text_format.MessageToString(net_param))
+    try:
+        return caffe.Net(f.name, phase, weights=weights) if weights else caffe.Net(f.name, phase)
+    finally:
+        os.unlink(f.name)
+
+
 def param_shapes(prototxt):
     """{layer name: [param shapes]} of a net, by instantiating it in pycaffe (TRAIN phase, batch
     1, constant fillers). Only the first layer of a repeated name is kept, as Caffe copies."""
     import caffe
-    from google.protobuf import text_format
-    net_param = _replace_data_layers(read_net(prototxt))
-    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
-        f.write(text_format.MessageToString(net_param))
-    try:
-        net = caffe.Net(f.name, caffe.TRAIN)
-    finally:
-        os.unlink(f.name)
+    net = net_from_param(_replace_data_layers(read_net(prototxt)), caffe.TRAIN)
     shapes = collections.OrderedDict()
     for name, layer in zip(net._layer_names, net.layers):
         if len(layer.blobs) and name not in shapes:
