@@ -1,10 +1,13 @@
 """MultiLabelRoIDataLayer: the original's HumanAttData data layer as a pycaffe Python layer.
 
-Tops: `data` (N, 3, H, W) float32 BGR minus mean_value, times scale, and `label_roi` (N, C + 5B): the C labels
-then bbox_num proposal rows x1 y1 x2 y2 s (short lists padded with the padding row), the layout
-a Slice at C and WsdRoigen expect; with soft_targets a third, (N, C): the teacher's precomputed
-image-level scores of each image, of its mirrored side when it was mirrored. Parameters: the text of mlic.MultiLabelRoIDataParameter
-(caffe_layers/proto/mlic_layers.proto) in python_param.param_str.
+Tops: `data` (N, 3, H, W) float32 BGR minus mean_value, times scale, and `label_roi`
+(N, C + 5B): the C labels then bbox_num proposal rows x1 y1 x2 y2 s (short lists padded with the
+padding row), the layout a Slice at C and WsdRoigen expect. With soft_targets one more top,
+(N, C): the teacher's precomputed image-level scores of each image, of its mirrored side when it
+was mirrored; with roi_targets one more (the last), (N * B, D): the teacher's precomputed RoI
+features of each image's proposals, of the side it was given. Parameters: the text of
+mlic.MultiLabelRoIDataParameter (caffe_layers/proto/mlic_layers.proto) in
+python_param.param_str.
 
 Every image is read as 8-bit BGR and resized to new_width x new_height. In TRAIN one scale factor
 per batch rescales images and boxes (sizes and coordinates truncated to int, as the original
@@ -115,6 +118,15 @@ def check_param(param):
     if param.soft_targets and param.scale_factors:
         raise DataLayerError('soft_targets', 'the teacher\'s scores are computed at one scale: '
                              'leave scale_factors empty')
+    if param.roi_targets and param.scale_factors:
+        raise DataLayerError('roi_targets', 'the teacher\'s RoI features are computed at one '
+                             'scale: leave scale_factors empty')
+
+
+def extra_tops(param):
+    """Names of the tops after data and label_roi that param asks for."""
+    return [name for name, field in (('soft_target', 'soft_targets'),
+                                     ('roi_target', 'roi_targets')) if getattr(param, field)]
 
 
 def load_soft_targets(param, num_images):
@@ -138,6 +150,32 @@ def load_soft_targets(param, num_images):
         raise DataLayerError('soft_targets', '%s: the scores of line %d of %s are not '
                              'probabilities in [0, 1]: %s'
                              % (param.soft_targets, line + 1, param.source, targets[line]))
+    return targets
+
+
+def load_roi_targets(param, num_images):
+    """The (num_images, 2, bbox_num, D) float32 array of param.roi_targets, memory-mapped and
+    checked (a full read: a NaN would otherwise surface as a NaN loss thousands of iterations
+    later)."""
+    try:
+        targets = np.load(param.roi_targets, mmap_mode='r')
+    except (OSError, ValueError) as e:
+        raise DataLayerError('roi_targets', 'cannot read %s: %s' % (param.roi_targets, e))
+    expected = (num_images, 2, param.bbox_num)
+    if targets.ndim != 4 or targets.shape[:3] != expected or targets.shape[3] == 0:
+        raise DataLayerError('roi_targets', '%s has shape %s; %s needs %s + (D,) (one row per '
+                             'line, as read and mirrored, bbox_num features of D values each)'
+                             % (param.roi_targets, targets.shape, param.source, expected))
+    if targets.dtype != np.float32:
+        raise DataLayerError('roi_targets', '%s holds %s; it must be float32 (it is read in '
+                             'place)' % (param.roi_targets, targets.dtype))
+    for start in range(0, num_images, 256):
+        finite = np.isfinite(targets[start:start + 256]).reshape(-1, 2 * param.bbox_num,
+                                                                  targets.shape[3])
+        if not finite.all():
+            line = start + int(np.argwhere(~finite.all(axis=(1, 2)))[0][0])
+            raise DataLayerError('roi_targets', '%s: the features of line %d of %s are not '
+                                 'finite' % (param.roi_targets, line + 1, param.source))
     return targets
 
 
@@ -212,10 +250,9 @@ class BatchMaker(object):
     """Makes one batch from a plan entry: the image blob into a given array, the label_roi rows
     returned. Runs in the worker processes."""
 
-    def __init__(self, param, datalist, soft_targets=None):
+    def __init__(self, param, datalist):
         self.param = param
         self.datalist = datalist
-        self.soft_targets = soft_targets
         self.root_folder = param.root_folder
         mean = list(param.mean_value) or [0.0]
         self.mean = np.asarray(mean * 3 if len(mean) == 1 else mean, dtype=np.float32)
@@ -242,18 +279,18 @@ class BatchMaker(object):
 
     def make(self, plan, data):
         """Writes the (N, 3, H, W) image blob (H, W: the batch's scaled size) to the start of
-        the flat array `data`; returns (its shape, label_roi, unreadable images skipped), with
-        soft_targets label_roi holds the images' soft-target rows after the proposals."""
+        the flat array `data`; returns (its shape, label_roi, the datalist index each image was
+        read from, unreadable images skipped)."""
         indices, scale, mirrors = plan
         p = self.param
         height, width = scaled_size(p.new_height, scale), scaled_size(p.new_width, scale)
-        soft = self.soft_targets is not None
-        label_roi = np.empty((len(indices), p.att_num * (2 if soft else 1) + 5 * p.bbox_num),
-                             dtype=np.float32)
+        label_roi = np.empty((len(indices), p.att_num + 5 * p.bbox_num), dtype=np.float32)
+        reads = []
         data = data[:len(indices) * 3 * height * width].reshape(len(indices), 3, height, width)
         skipped = []
         for i, index in enumerate(indices):
             read, entry, image, passed_over = self.read_entry(index)
+            reads.append(read)
             skipped += passed_over
             if scale != 1:
                 image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -267,12 +304,9 @@ class BatchMaker(object):
                 data[i] *= np.float32(p.scale)
             proposals, _ = pad_proposals(entry.proposals, p.bbox_num)
             label_roi[i, :p.att_num] = entry.labels
-            end = p.att_num + 5 * p.bbox_num
-            label_roi[i, p.att_num:end] = transform_proposals(proposals, scale, mirrors[i],
-                                                              width).reshape(-1)
-            if soft:
-                label_roi[i, end:] = self.soft_targets[read, int(mirrors[i])]
-        return data.shape, label_roi, skipped
+            label_roi[i, p.att_num:] = transform_proposals(proposals, scale, mirrors[i],
+                                                           width).reshape(-1)
+        return data.shape, label_roi, reads, skipped
 
 
 def worker_loop(maker, tasks, results, slots, parent_pid):
@@ -292,12 +326,13 @@ def worker_loop(maker, tasks, results, slots, parent_pid):
             return
         batch_index, slot, plan = task
         try:
-            shape, label_roi, skipped = maker.make(plan, slots[slot])
-            results.put((batch_index, slot, shape, label_roi, skipped, None))
+            shape, label_roi, reads, skipped = maker.make(plan, slots[slot])
+            sides = (np.asarray(reads), np.asarray(plan[2], dtype=int))
+            results.put((batch_index, slot, shape, label_roi, sides, skipped, None))
         except Exception as e:  # the main process raises it, with the worker's message
             message = str(e) if isinstance(e, DataLayerError) else \
                 '%s: worker failed: %s: %s' % (LAYER, type(e).__name__, e)
-            results.put((batch_index, slot, None, None, None, message))
+            results.put((batch_index, slot, None, None, None, None, message))
 
 
 def stop_workers(workers, tasks):
@@ -318,10 +353,10 @@ class MultiLabelRoIDataLayer(caffe.Layer):
             raise DataLayerError('bottom', 'takes no bottom blobs, got %d' % len(bottom))
         self.param = param = parse_param(self.param_str)
         check_param(param)
-        tops = 3 if param.soft_targets else 2
-        if len(top) != tops:
-            raise DataLayerError('top', 'takes %d top blobs (data, label_roi%s), got %d'
-                                 % (tops, ', soft_target' if tops == 3 else '', len(top)))
+        names = ['data', 'label_roi'] + extra_tops(param)
+        if len(top) != len(names):
+            raise DataLayerError('top', 'takes %d top blobs (%s), got %d'
+                                 % (len(names), ', '.join(names), len(top)))
         train = self.phase == caffe.TRAIN
         try:
             self.datalist = Datalist(param.source, param.att_num, param.bbox_num,
@@ -331,8 +366,14 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         self.plan = BatchPlan(len(self.datalist), param.batch_size, param.shuffle, param.seed,
                               param.scale_factors if train else [], param.mirror and train)
         self.skipped = 0
-        soft_targets = load_soft_targets(param, len(self.datalist)) if param.soft_targets else None
-        self.start_workers(BatchMaker(param, self.datalist, soft_targets), train)
+        # The teacher's outputs, per image and side: gathered here, not by the workers, so that
+        # a memory-mapped file is read once per batch and not sent through the result queue.
+        self.targets = []
+        if param.soft_targets:
+            self.targets.append(load_soft_targets(param, len(self.datalist)))
+        if param.roi_targets:
+            self.targets.append(load_roi_targets(param, len(self.datalist)))
+        self.start_workers(BatchMaker(param, self.datalist), train)
         self.batch = None
         log.info('%s: %d images from %s, batch %d, %s phase', LAYER, len(self.datalist),
                  param.source, param.batch_size, 'TRAIN' if train else 'TEST')
@@ -372,7 +413,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         deadline = start + BATCH_TIMEOUT_S
         while self.next_to_use not in self.ready:
             try:
-                batch_index, slot, shape, label_roi, skipped, error = \
+                batch_index, slot, shape, label_roi, sides, skipped, error = \
                     self.results.get(timeout=POLL_S)
             except queue.Empty:
                 for worker in self.workers:
@@ -388,7 +429,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
                 self.skipped += 1
                 log.warning('%s: skipped unreadable image %s (%s line %d); %d skipped so far',
                             LAYER, path, self.param.source, line_number, self.skipped)
-            self.ready[batch_index] = (slot, shape, label_roi)
+            self.ready[batch_index] = (slot, shape, label_roi, sides)
         self.batch = self.ready.pop(self.next_to_use)
         self.next_to_use += 1
         self.data_s += time.time() - start
@@ -397,29 +438,27 @@ class MultiLabelRoIDataLayer(caffe.Layer):
     def reshape(self, bottom, top):
         if self.batch is None:
             self.wait_for_batch()
-        _, shape, label_roi = self.batch
+        _, shape, label_roi, _ = self.batch
         top[0].reshape(*shape)
-        top[1].reshape(len(label_roi), self.label_roi_width())
-        if len(top) == 3:
-            top[2].reshape(len(label_roi), self.param.att_num)
+        top[1].reshape(*label_roi.shape)
+        for k, targets in enumerate(self.targets):  # pycaffe's top vector does not slice
+            # (N, C) soft targets, (N * B, D) RoI features
+            top[2 + k].reshape(len(label_roi) * int(np.prod(targets.shape[2:-1])),
+                               targets.shape[-1])
 
     @_say_why
     def forward(self, bottom, top):
         if self.batch is None:
             self.wait_for_batch()
         start = time.time()
-        slot, shape, label_roi = self.batch
+        slot, shape, label_roi, (reads, mirrors) = self.batch
         top[0].data[...] = self.slots[slot][:int(np.prod(shape))].reshape(shape)
-        width = self.label_roi_width()
-        top[1].data[...] = label_roi[:, :width]
-        if len(top) == 3:
-            top[2].data[...] = label_roi[:, width:]
+        top[1].data[...] = label_roi
+        for k, targets in enumerate(self.targets):
+            top[2 + k].data[...] = targets[reads, mirrors].reshape(top[2 + k].data.shape)
         self.batch = None
         self.ask(slot)
         self.data_s += time.time() - start
-
-    def label_roi_width(self):
-        return self.param.att_num + 5 * self.param.bbox_num
 
     def backward(self, top, propagate_down, bottom):
         pass

@@ -61,7 +61,9 @@ def param_str(root, **overrides):
 
 
 def net_text(root, **overrides):
-    soft = ' top: "soft_target"' if overrides.get('soft_targets') else ''
+    soft = ''.join(' top: "%s"' % top for top, field in (('soft_target', 'soft_targets'),
+                                                          ('roi_target', 'roi_targets'))
+                   if overrides.get(field))
     return textwrap.dedent('''
         layer { name: "data" type: "Python" top: "data" top: "label_roi"%s
           python_param { module: "caffe_layers.data_layer" layer: "MultiLabelRoIDataLayer"
@@ -423,3 +425,74 @@ def test_caffe_tool_shows_why_the_data_layer_failed(dataset):
     assert result.returncode != 0
     assert 'MultiLabelRoIDataLayer: source:' in result.stdout, result.stdout[-3000:]
     assert '%s:1:' % bad in result.stdout, result.stdout[-3000:]
+
+
+ROI_D = 3
+
+
+def roi_targets_file(root, targets, dtype=np.float32):
+    path = root / 'roi_targets.npy'
+    np.save(str(path), np.asarray(targets, dtype=dtype))
+    return str(path)
+
+
+def test_roi_targets_give_each_proposal_the_row_of_its_image_and_side(caffe, dataset):
+    """With soft targets beside them (both tops, in proto order), from a memory map."""
+    # Line i, side m, proposal b, feature d: 1000 i + 100 m + 10 b + d.
+    i, m, b, d = np.meshgrid(np.arange(C), np.arange(2), np.arange(BBOX_NUM), np.arange(ROI_D),
+                             indexing='ij')
+    roi_targets = (1000 * i + 100 * m + 10 * b + d).astype(np.float32)
+    soft = np.zeros((C, 2, C), dtype=np.float32) + np.array([0.0, 0.5])[None, :, None]
+    net = make_net(caffe, dataset, caffe.TRAIN, shuffle=True, seed=5, mirror=True,
+                   soft_targets=soft_targets_file(dataset, soft),
+                   roi_targets=roi_targets_file(dataset, roi_targets))
+    assert list(net.top_names['data']) == ['data', 'label_roi', 'soft_target', 'roi_target']
+    sides = set()
+    for _ in range(4):
+        net.forward()
+        data, label_roi = net.blobs['data'].data, net.blobs['label_roi'].data
+        given = net.blobs['roi_target'].data
+        assert given.shape == (C * BBOX_NUM, ROI_D)
+        for n in range(C):
+            image = int(np.argmax(label_roi[n, :C]))
+            mirror = not np.array_equal(data[n], expected_image(dataset, image, 1, False))
+            np.testing.assert_array_equal(given[n * BBOX_NUM:(n + 1) * BBOX_NUM],
+                                          roi_targets[image, int(mirror)])
+            assert net.blobs['soft_target'].data[n, 0] == 0.5 * mirror
+            sides.add(mirror)
+    assert sides == {False, True}
+
+
+@pytest.mark.parametrize('shape,dtype,overrides,message', [
+    ((C, 2, BBOX_NUM + 1, ROI_D), np.float32, {},
+     r'.*roi_targets.npy has shape \(6, 2, 4, 3\); .*list.txt needs \(6, 2, 3\) \+ \(D,\)'),
+    ((C, 2, BBOX_NUM), np.float32, {}, r'.*has shape \(6, 2, 3\)'),
+    ((C, 2, BBOX_NUM, ROI_D), np.float64, {}, r'.*roi_targets.npy holds float64; it must be '
+                                                r'float32'),
+    ((C, 2, BBOX_NUM, ROI_D), np.float32, dict(scale_factors=[1.0, 0.5]),
+     r'.*at one scale: leave scale_factors empty'),
+    ('nan', np.float32, {}, r'.*roi_targets.npy: the features of line 5 of .*list.txt are not '
+                            r'finite'),
+    (None, np.float32, {}, r'cannot read .*missing.npy'),
+])
+def test_bad_roi_targets_name_the_field_and_file(caffe, dataset, shape, dtype, overrides,
+                                                 message):
+    if shape is None:
+        path = str(dataset / 'missing.npy')
+    elif shape == 'nan':
+        targets = np.zeros((C, 2, BBOX_NUM, ROI_D))
+        targets[4, 1, 2, 0] = np.nan
+        path = roi_targets_file(dataset, targets)
+    else:
+        path = roi_targets_file(dataset, np.zeros(shape), dtype)
+    with pytest.raises(RuntimeError, match='MultiLabelRoIDataLayer: roi_targets: ' + message):
+        make_net(caffe, dataset, caffe.TRAIN, roi_targets=path, **overrides)
+
+
+def test_a_missing_roi_target_top_is_named(caffe, dataset):
+    path = roi_targets_file(dataset, np.zeros((C, 2, BBOX_NUM, ROI_D)))
+    text = net_text(dataset, roi_targets=path).replace(' top: "roi_target"', '')
+    (dataset / 'short.prototxt').write_text(text)
+    with pytest.raises(RuntimeError, match=r'MultiLabelRoIDataLayer: top: takes 3 top blobs '
+                                           r'\(data, label_roi, roi_target\), got 2'):
+        caffe.Net(str(dataset / 'short.prototxt'), caffe.TRAIN)

@@ -3,6 +3,7 @@ with finite numbers, and a rerun that redoes nothing (the resume path)."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -38,12 +39,13 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
         assert image is not None and image.std() > 0, png
     for step in ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only'):
         assert (folder / 'seed1' / step / 'final.caffemodel').exists(), step
-    # The demo's stage 2 reads the teacher's scores computed once; two trainings ran at once.
-    assert (folder / 'seed1' / 'soft_targets' / 'soft_targets.npy').exists()
-    assert "soft_targets: '%s" % folder in (folder / 'seed1' / 'nets' / 'kd' /
-                                            'stage2_train.prototxt').read_text()
-    assert first.stdout.index('student       finished') < first.stdout.index(
-        'teacher       finished')
+    # The demo's KD stages read the teacher's outputs computed once; two trainings ran at once.
+    for key, net in (('soft_targets', 'stage2'), ('roi_targets', 'stage1')):
+        assert (folder / 'seed1' / 'teacher_targets' / (key + '.npy')).exists()
+        assert "%s: '%s" % (key, folder) in (folder / 'seed1' / 'nets' / 'kd' /
+                                             (net + '_train.prototxt')).read_text()
+    finished = {m.group(1): m.start() for m in re.finditer(r'(\w+) +finished in', first.stdout)}
+    assert finished['student'] < finished['teacher']
     # The ImageNet stand-in starts the teacher and the students: Caffe says it loaded it.
     assert (folder / 'pretrain' / 'backbone.caffemodel').exists()
     for step in ('teacher', 'student'):

@@ -334,13 +334,16 @@ def test_generate_nets_command_line(tmp_path):
 
 def test_deploy_nets_describe_themselves(tmp_path):
     from mlic import deploy
-    paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7))
+    paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7, fc_size=24))
     assert deploy.describe(paths['wsddn_deploy']) == {
-        'kind': 'teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8}
+        'kind': 'teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8,
+        'fc_size': 24}
     assert deploy.describe(paths['stage2_teacher_deploy']) == {
-        'kind': 'stage2_teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8}
+        'kind': 'stage2_teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8,
+        'fc_size': 24}
     assert deploy.describe(paths['student_deploy']) == {
-        'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0}
+        'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0,
+        'fc_size': 24}
     with pytest.raises(ValueError, match='not a deploy net'):
         deploy.describe(paths['stage2_train'])
 
@@ -452,3 +455,38 @@ def test_precomputed_soft_targets_take_the_teacher_out_of_stage2(tmp_path):
     names = [layer.name for layer in deploy.layer]
     assert 'conv_wsd_1_1' in names and 'temp_branch1_learn' in names
     assert names[-1] == 'image_level_score'
+
+
+def test_precomputed_roi_targets_take_the_teacher_out_of_stage1(caffe, tmp_path):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    cfg = netgen.small_config(roi_targets=str(tmp_path / 'run' / 'roi.npy'))
+    texts = netgen.net_texts(cfg, relative_to=str(tmp_path))
+    net = text_format.Parse(texts['stage1_train'], caffe_pb2.NetParameter())
+    layers = {layer.name: layer for layer in net.layer}
+    assert not [name for name in layers if '_wsd_' in name]
+    train_data, test_data = [layer for layer in net.layer if layer.type == 'Python']
+    assert list(train_data.top) == ['data', 'label_roi', 'roi_target']
+    assert "roi_targets: 'run/roi.npy'" in train_data.python_param.param_str
+    assert list(test_data.top) == ['data', 'label_roi']
+    loss = layers['loss_euclid']
+    assert list(loss.bottom) == ['roi_target', 'fc7', 'roi']
+    assert [rule.phase for rule in loss.include] == [caffe_pb2.TRAIN]
+    assert [rule.phase for rule in layers['silence_test'].include] == [caffe_pb2.TEST]
+    # Its solver tests nothing (no targets for the test images); the others keep their tests.
+    solver = text_format.Parse(texts['stage1_solver'], caffe_pb2.SolverParameter())
+    assert not solver.test_iter and not solver.HasField('test_interval')
+    assert text_format.Parse(texts['stage2_solver'], caffe_pb2.SolverParameter()).test_iter
+    plain = netgen.net_texts(netgen.small_config(), relative_to=str(tmp_path))
+    for key in ('wsddn_train', 'stage2_train', 'student_train', 'stage2_teacher_deploy'):
+        assert texts[key] == plain[key], key
+    # The student's layers and shapes are those of the stage-1 net with the teacher inside,
+    # and the target blob is as wide as the teacher's fc7.
+    with_inputs = instantiate(caffe, tmp_path, netgen.train_net(cfg, 'stage1', None,
+                                                                inputs=True))
+    online = instantiate(caffe, tmp_path, netgen.train_net(netgen.small_config(), 'stage1',
+                                                           None, inputs=True))
+    assert shapes(with_inputs)['roi_target'] == shapes(online)['fc_wsd_7']
+    student = {name: [b.data.shape for b in blobs] for name, blobs in with_inputs.params.items()}
+    assert student == {name: [b.data.shape for b in blobs]
+                       for name, blobs in online.params.items() if '_wsd_' not in name}

@@ -130,24 +130,53 @@ def demo_config(**nets):
     return config
 
 
-def test_soft_targets_are_online_or_precomputed():
-    assert pipeline.net_config(demo_config(soft_targets='online'), 10)['soft_targets'] is None
-    cfg = pipeline.net_config(demo_config(soft_targets='precomputed'), 10)
-    assert cfg['soft_targets'] == 'precomputed'
-    with pytest.raises(pipeline.ConfigError, match=r'nets.soft_targets: .later. is not "online"'):
-        pipeline.net_config(demo_config(soft_targets='later'), 10)
+@pytest.mark.parametrize('key', ['soft_targets', 'roi_targets'])
+def test_teacher_outputs_are_online_or_precomputed(key):
+    assert pipeline.net_config(demo_config(**{key: 'online'}), 10)[key] is None
+    assert pipeline.net_config(demo_config(**{key: 'precomputed'}), 10)[key] == 'precomputed'
+    with pytest.raises(pipeline.ConfigError, match=r'nets.%s: .later. is not "online"' % key):
+        pipeline.net_config(demo_config(**{key: 'later'}), 10)
 
 
-def test_precomputed_soft_targets_add_a_step_that_both_stage2_nets_wait_for(tmp_path):
-    precomputed = pipeline.Pipeline(demo_config(soft_targets='precomputed'), str(tmp_path))
-    steps = precomputed.seed_steps(1)
-    assert 'soft_targets' in precomputed.step_names()
-    assert steps['soft_targets'][0] == ('nets', 'teacher')
-    assert 'soft_targets' in steps['stage2'][0] and 'soft_targets' in steps['stage2_only'][0]
-    online = pipeline.Pipeline(demo_config(soft_targets='online'), str(tmp_path))
-    assert 'soft_targets' not in online.step_names()
-    assert 'soft_targets' not in online.seed_steps(1)
-    assert 'soft_targets' not in online.seed_steps(1)['stage2'][0]
+def test_precomputed_teacher_outputs_add_a_step_that_the_nets_reading_them_wait_for(tmp_path):
+    both = pipeline.Pipeline(demo_config(soft_targets='precomputed', roi_targets='precomputed'),
+                             str(tmp_path))
+    steps = both.seed_steps(1)
+    assert 'teacher_targets' in both.step_names()
+    assert steps['teacher_targets'][0] == ('nets', 'teacher')
+    for name in ('stage1', 'stage2', 'stage2_only'):
+        assert 'teacher_targets' in steps[name][0], name
+    soft = pipeline.Pipeline(demo_config(soft_targets='precomputed', roi_targets='online'),
+                             str(tmp_path))
+    assert soft.precomputed() == ['soft_targets']
+    assert 'teacher_targets' not in soft.seed_steps(1)['stage1'][0]
+    assert 'teacher_targets' in soft.seed_steps(1)['stage2'][0]
+    roi = pipeline.Pipeline(demo_config(soft_targets='online', roi_targets='precomputed'),
+                            str(tmp_path))
+    assert 'teacher_targets' in roi.seed_steps(1)['stage1'][0]
+    assert 'teacher_targets' not in roi.seed_steps(1)['stage2_only'][0]
+    online = pipeline.Pipeline(demo_config(soft_targets='online', roi_targets='online'),
+                               str(tmp_path))
+    assert 'teacher_targets' not in online.step_names()
+    assert 'teacher_targets' not in online.seed_steps(1)
+    assert 'teacher_targets' not in online.seed_steps(1)['stage2'][0]
+
+
+def test_roi_targets_that_the_disk_cannot_hold_are_refused_before_the_teacher_runs(
+        tmp_path, monkeypatch):
+    demo = pipeline.Pipeline(demo_config(roi_targets='precomputed'), str(tmp_path))
+    (tmp_path / 'train.txt').write_text('a.png 1\n' * 1000)
+    demo.datalists = {'train': str(tmp_path / 'train.txt')}
+    demo.cfg = {'num_proposals': 500, 'fc_size': 4096}
+    pipeline.os.makedirs(demo.seed_folder(1))
+    usage = pipeline.shutil.disk_usage(str(tmp_path))
+    monkeypatch.setattr(pipeline.shutil, 'disk_usage', lambda path: usage._replace(free=int(1e9)))
+    with pytest.raises(pipeline.ConfigError, match=r'nets.roi_targets = "precomputed": the '
+                       r"teacher's RoI features of 1000 images x 2 sides x 500 proposals x 4096 "
+                       r'values take 16.4 GB, and .* has 1.0 GB free; use "online"'):
+        demo.check_roi_targets_room(1)
+    demo.cfg = {'num_proposals': 48, 'fc_size': 256}
+    demo.check_roi_targets_room(1)  # 98 MB
 
 
 def test_the_pretraining_needs_neither_the_scenes_nor_their_proposals(tmp_path):
@@ -184,19 +213,21 @@ def training_keys(folder, config, init_key='backbone'):
 
 def test_a_training_is_redone_for_its_own_nets_settings_and_what_it_starts_from(tmp_path):
     keys = training_keys(tmp_path, demo_config())
-    assert sorted(keys) == sorted(pipeline.TRAININGS + ('soft_targets',))
+    assert sorted(keys) == sorted(pipeline.TRAININGS + ('teacher_targets',))
     assert training_keys(tmp_path, demo_config()) == keys
 
     def redone(config, **inputs):
         changed = training_keys(tmp_path, config, **inputs)
         return {name for name in keys if changed[name] != keys[name]}
     # Stage 1's learning rate: stage 1 and what starts from it; not the teacher, the student,
-    # the soft targets or stage 2 only, which never see stage 1.
+    # the teacher's outputs or stage 2 only, which never see stage 1.
     config = demo_config()
     config['nets']['solver']['stage1']['base_lr'] = 0.123
     assert redone(config) == {'stage1', 'stage2', 'stage1_only'}
-    # The teacher's temperature in stage 2: the soft targets and both stage-2 nets.
-    assert redone(demo_config(teacher_scale=1.0)) == {'soft_targets', 'stage2', 'stage2_only'}
+    # The teacher's temperature in stage 2: the teacher's outputs and every net that reads them
+    # (stage 1 reads the RoI features of the same pass).
+    assert redone(demo_config(teacher_scale=1.0)) == {'teacher_targets', 'stage1', 'stage2',
+                                                      'stage2_only', 'stage1_only'}
     # The student's schedule: the students that train on it (stage 1 only trains on the
     # student's solver after stage 1).
     config = demo_config()

@@ -70,6 +70,7 @@ def test_stage2_init_takes_student_from_stage1_and_teacher_with_heads(caffe, net
     stage1.save(str(tmp_path / 'student.caffemodel'))
     merged = surgery.weights(str(tmp_path / 'init1.caffemodel'))
     merged.update(surgery.weights(str(tmp_path / 'student.caffemodel')))
+    del merged['fc8_mscoco']  # stage 1 has no classifier
     from caffe.proto import caffe_pb2
     out = caffe_pb2.NetParameter()
     for name, arrays in merged.items():
@@ -182,3 +183,29 @@ def test_backbone_drops_only_the_classifier(caffe, nets, tmp_path):
     for name in backbone:
         for got, want in zip(teacher.params[name], trained[name]):
             np.testing.assert_array_equal(got.data, want)
+
+
+def test_a_stage1_net_without_teacher_needs_no_teacher_and_any_other_does(caffe, nets, tmp_path):
+    """roi_targets: the stage-1 net reads the teacher's features and holds only the student."""
+    roi_nets = netgen.write_nets(str(tmp_path / 'roi'), netgen.small_config(
+        roi_targets=str(tmp_path / 'roi_targets.npy')))
+    imagenet = saved_model(caffe, nets['student_deploy'], str(tmp_path / 'imagenet.caffemodel'))
+    report = surgery.stage1_init(None, roi_nets['stage1_train'], str(tmp_path / 'init.caffemodel'),
+                                 str(tmp_path / 'imagenet.caffemodel'))
+    assert sorted(report) == sorted(name for name in imagenet if name != 'fc8_mscoco')
+    init = surgery.weights(str(tmp_path / 'init.caffemodel'))
+    np.testing.assert_array_equal(init['conv1_1'][0], imagenet['conv1_1'][0])
+    with pytest.raises(surgery.SurgeryError, match=r'stage1_train.prototxt runs the teacher .*'
+                                                   r'needs the trained WSDDN'):
+        surgery.stage1_init(None, nets['stage1_train'], str(tmp_path / 'init2.caffemodel'))
+    # Its result has no teacher layers; stage 2 still refuses what is not a stage-1 result.
+    saved_model(caffe, nets['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
+    report = surgery.stage2_init(str(tmp_path / 'init.caffemodel'),
+                                 str(tmp_path / 'teacher.caffemodel'), nets['stage2_train'],
+                                 str(tmp_path / 'stage2.caffemodel'))
+    assert report['fc7'].endswith('init.caffemodel:fc7')
+    with pytest.raises(surgery.SurgeryError, match=r'imagenet.caffemodel is not a stage-1 '
+                                                   r'result: it has a classifier \(fc8_mscoco;'):
+        surgery.stage2_init(str(tmp_path / 'imagenet.caffemodel'),
+                            str(tmp_path / 'teacher.caffemodel'), nets['stage2_train'],
+                            str(tmp_path / 'stage2b.caffemodel'))

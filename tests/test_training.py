@@ -172,21 +172,25 @@ def test_precomputed_soft_targets_are_the_scores_of_the_teacher_inside_stage2(sm
     teacher = str(root / 'stage2_teacher.caffemodel')
     surgery.stage2_init(None, small['models']['wsddn'], paths['stage2_teacher_deploy'], teacher)
     train_set = inference.read_datalist(lists['train'], cfg['num_classes'], cfg['num_proposals'])
-    targets = inference.soft_targets(paths['stage2_teacher_deploy'], teacher, train_set, cfg,
-                                     targets_path)
-    assert targets.shape == (4, 2, cfg['num_classes'])
+    targets, roi = inference.teacher_targets(paths['stage2_teacher_deploy'], teacher, train_set,
+                                             cfg, targets_path)
+    assert targets.shape == (4, 2, cfg['num_classes']) and roi is None
     assert np.abs(targets[:, 0] - targets[:, 1]).max() > 1e-4  # the side matters
     # The command-line tool, from the WSDDN weights as they come out of training.
     tool_out = str(root / 'tool' / 'soft_targets.npy')
-    done = run_tool('compute_soft_targets.py', '--net', paths['stage2_teacher_deploy'],
+    done = run_tool('compute_teacher_targets.py', '--net', paths['stage2_teacher_deploy'],
                     '--teacher', small['models']['wsddn'], '--datalist', lists['train'],
-                    '--out', tool_out)
+                    '--soft-targets', tool_out)
     assert done.returncode == 0, done.stdout + done.stderr
     np.testing.assert_array_equal(np.load(tool_out), targets)
     assert os.listdir(str(root / 'tool')) == ['soft_targets.npy']
-    wrong = run_tool('compute_soft_targets.py', '--net', paths['wsddn_deploy'], '--teacher',
-                     small['models']['wsddn'], '--datalist', lists['train'], '--out', tool_out)
-    assert wrong.returncode == 1 and "not stage 2's teacher" in wrong.stderr
+    wrong = run_tool('compute_teacher_targets.py', '--net', paths['wsddn_deploy'], '--teacher',
+                     small['models']['wsddn'], '--datalist', lists['train'],
+                     '--soft-targets', tool_out)
+    assert wrong.returncode == 1 and "not the KD nets' teacher" in wrong.stderr
+    nothing = run_tool('compute_teacher_targets.py', '--net', paths['stage2_teacher_deploy'],
+                       '--teacher', small['models']['wsddn'], '--datalist', lists['train'])
+    assert nothing.returncode == 2 and '--soft-targets, --roi-targets or both' in nothing.stderr
 
     init = str(root / 'stage2_online_init.caffemodel')
     surgery.stage2_init(None, small['models']['wsddn'], small['paths']['stage2_train'], init)
@@ -219,3 +223,79 @@ def test_precomputed_soft_targets_are_the_scores_of_the_teacher_inside_stage2(sm
     assert sides == {0, 1}
     for net in (online, precomputed):
         net.layers[0].close()
+
+
+def test_precomputed_roi_targets_are_the_features_of_the_teacher_inside_stage1(small, caffe):
+    """The stage-1 net with roi_targets (the teacher's RoI features computed once) trains on the
+    numbers the released stage-1 net computes with its teacher inside, batch by batch; the
+    caffe tool trains it, and stage 2 starts from its result."""
+    from mlic import inference
+    root, cfg = small['root'], small['cfg']
+    bbox_num = cfg['num_proposals']
+    lists = {'train': str(root / 'train' / 'list.txt'), 'test': str(root / 'test' / 'list.txt')}
+    roi_path = str(root / 'targets' / 'roi_targets.npy')
+    paths = netgen.write_nets(str(root / 'nets_roi'), dict(cfg, roi_targets=roi_path),
+                              datalists=lists)
+    # The command-line tool writes both files, as the pipeline asks for them.
+    soft_path = str(root / 'targets' / 'soft_targets.npy')
+    done = run_tool('compute_teacher_targets.py', '--net', paths['stage2_teacher_deploy'],
+                    '--teacher', small['models']['wsddn'], '--datalist', lists['train'],
+                    '--soft-targets', soft_path, '--roi-targets', roi_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(os.listdir(str(root / 'targets'))) == ['roi_targets.npy', 'soft_targets.npy']
+    targets = np.load(roi_path)
+    assert targets.shape == (4, 2, bbox_num, cfg['fc_size']) and targets.dtype == np.float32
+    teacher = str(root / 'kd_teacher.caffemodel')
+    surgery.stage2_init(None, small['models']['wsddn'], paths['stage2_teacher_deploy'], teacher)
+    train_set = inference.read_datalist(lists['train'], cfg['num_classes'], bbox_num)
+    soft, roi = inference.teacher_targets(paths['stage2_teacher_deploy'], teacher, train_set,
+                                          cfg, roi=True)
+    np.testing.assert_array_equal(roi, targets)
+    np.testing.assert_array_equal(soft, np.load(soft_path))
+    padding = train_set.proposals[:, :, 0] < 0
+    assert padding.any() and not targets[:, 0][padding].any() and targets[:, 0][~padding].any()
+    assert np.abs(targets[:, 0] - targets[:, 1]).max() > 1e-4  # the side matters
+
+    online_init = str(root / 'stage1_online_init.caffemodel')
+    surgery.stage1_init(small['models']['wsddn'], small['paths']['stage1_train'], online_init)
+    init = str(root / 'stage1_roi_init.caffemodel')
+    report = surgery.stage1_init(None, paths['stage1_train'], init)
+    assert report and not [name for name in report if surgery.is_teacher_layer(name)]
+    online = caffe.Net(small['paths']['stage1_train'], caffe.TRAIN, weights=online_init)
+    precomputed = caffe.Net(paths['stage1_train'], caffe.TRAIN, weights=init)
+    assert not any('_wsd_' in name for name in precomputed._layer_names)
+    for name, blobs in precomputed.params.items():  # the student's fillers of the online net
+        for mine, theirs in zip(blobs, online.params[name]):
+            mine.data[...] = theirs.data
+    for _ in range(3):
+        outputs = []
+        for net in (online, precomputed):
+            caffe.set_random_seed(11)  # the same dropout masks in both
+            outputs.append(net.forward())
+        np.testing.assert_array_equal(online.blobs['data'].data, precomputed.blobs['data'].data)
+        real = online.blobs['roi'].data[:, 1] >= 0
+        np.testing.assert_allclose(precomputed.blobs['roi_target'].data[real],
+                                   online.blobs['fc_wsd_7'].data[real], rtol=1e-4, atol=1e-5)
+        assert outputs[0]['loss_euclid'] == pytest.approx(float(outputs[1]['loss_euclid']),
+                                                          rel=1e-5)
+        for net in (online, precomputed):
+            net.backward()
+        for name in ('conv1_1', 'fc6'):
+            np.testing.assert_allclose(precomputed.params[name][0].diff,
+                                       online.params[name][0].diff, rtol=1e-3, atol=1e-7)
+    for net in (online, precomputed):
+        net.layers[0].close()
+
+    done = run_caffe_tool(['train', '-solver', paths['stage1_solver'], '-weights', init],
+                          cwd=str(root))
+    assert done.returncode == 0, done.stdout[-3000:]
+    losses = [float(m.group(2)) for m in ITERATION_LOSS.finditer(done.stdout)]
+    assert len(losses) >= ITERATIONS and all(math.isfinite(loss) for loss in losses)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+    assert 'Test net output' not in done.stdout  # no test net: no targets for the test images
+    trained = str(root / 'nets_roi' / 'snapshots' / ('small_stage1_iter_%d.caffemodel'
+                                                     % ITERATIONS))
+    report = surgery.stage2_init(trained, small['models']['wsddn'], paths['stage2_train'],
+                                 str(root / 'stage2_from_roi_init.caffemodel'))
+    assert report['conv1_1'].startswith(trained) and report['fc_wsd_7'].startswith(
+        small['models']['wsddn'])

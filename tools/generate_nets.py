@@ -25,7 +25,10 @@ def main(argv=None):
     parser.add_argument('--root-folder', default='', help='prefix of the image paths in the lists')
     parser.add_argument('--snapshot-dir', help='where the solvers write snapshots')
     parser.add_argument('--soft-targets', help='stage 2 reads the teacher\'s scores from this .npy '
-                        '(tools/compute_soft_targets.py) instead of running the teacher')
+                        '(tools/compute_teacher_targets.py) instead of running the teacher')
+    parser.add_argument('--roi-targets', help='stage 1 reads the teacher\'s RoI features from '
+                        'this .npy (tools/compute_teacher_targets.py) instead of running the '
+                        'teacher')
     parser.add_argument('--relative-to', default=os.getcwd(),
                         help='folder caffe is run from; paths in the files are relative to it '
                              '(default: the current folder)')
@@ -43,6 +46,8 @@ def main(argv=None):
         cfg['num_proposals'] = args.num_proposals
     if args.soft_targets:
         cfg['soft_targets'] = args.soft_targets
+    if args.roi_targets:
+        cfg['roi_targets'] = args.roi_targets
     datalists = {}
     if args.train_list:
         datalists['train'] = args.train_list

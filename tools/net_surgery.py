@@ -24,7 +24,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='stage', required=True)
     one = sub.add_parser('stage1', help='teacher (+ ImageNet VGG16) -> stage-1 init')
-    one.add_argument('--teacher', required=True, help='the trained WSDDN .caffemodel')
+    one.add_argument('--teacher', help='the trained WSDDN .caffemodel (not for a stage-1 net '
+                                       'that reads precomputed RoI features: it has no teacher)')
     one.add_argument('--imagenet', help='ImageNet VGG16 .caffemodel for the student (default: '
                                         'the student starts from its fillers)')
     one.add_argument('--net', default='prototxt/kd/stage1_train.prototxt')

@@ -5,7 +5,7 @@ from google.protobuf import text_format
 
 def describe(deploy_path):
     """{'kind': 'teacher' | 'stage2_teacher' | 'student', 'image_size', 'num_classes',
-    'num_proposals'} of one of netgen's deploy nets (wsddn deploy and stage 2's teacher: inputs
+    'num_proposals', 'fc_size'} of one of netgen's deploy nets (wsddn deploy and stage 2's teacher: inputs
     imagedata + proposaldata, the latter with the KD nets' layer names; student: data)."""
     net = caffe_pb2.NetParameter()
     with open(deploy_path) as f:
@@ -25,6 +25,8 @@ def describe(deploy_path):
                          % (deploy_path, ', '.join(net.input) or 'none'))
     if head not in layers:
         raise ValueError('%s: the %s deploy net has no layer %s' % (deploy_path, kind, head))
+    fc7 = layers.get('fc_wsd_7' if kind == 'stage2_teacher' else 'fc7')  # the student's too
     return {'kind': kind, 'image_size': int(image.dim[2]),
             'num_classes': int(layers[head].inner_product_param.num_output),
-            'num_proposals': int(proposals)}
+            'num_proposals': int(proposals),
+            'fc_size': int(fc7.inner_product_param.num_output) if fc7 is not None else 0}

@@ -74,11 +74,14 @@ def predict_student(deploy, weights, test, cfg, batch_size=32):
     return scores
 
 
-def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=None):
+def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=None,
+                    features=None):
     """The WSDDN deploy net: {'scores': (num_images, C) image-level scores,
     'boxes': list of (B_i, 4) real proposals, 'proposal_scores': list of (B_i, C)}.
     mirror: of the mirrored images and proposals, as the data layer mirrors them in TRAIN.
-    net: an open net instead of deploy and weights."""
+    net: an open net instead of deploy and weights.
+    features: a (num_images, B, D) array to fill with the net's fc7 (fc_wsd_7 in the KD nets'
+    names) of every proposal, rows of padding proposals zero."""
     from caffe_layers.data_layer import transform_proposals
     if net is None:
         net = open_net(deploy, weights)
@@ -99,6 +102,10 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=
         out = net.forward(blobs=['proposal_class_score'])  # consumed, so not an output
         scores[part] = out['image_level_score'].reshape(len(data), classes)
         per_region = out['proposal_class_score'].reshape(len(data), bbox_num, classes)
+        if features is not None:
+            fc7 = net.blobs['fc_wsd_7' if 'fc_wsd_7' in net.blobs else 'fc7'].data
+            fc7 = fc7.reshape(len(data), bbox_num, -1) * (proposals[:, :, :1] >= 0)
+            features[part] = fc7
         for i in range(len(data)):
             real = proposals[i, :, 0] >= 0
             boxes.append(proposals[i, real, :4].copy())
@@ -106,16 +113,31 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=
     return {'scores': scores, 'boxes': boxes, 'proposal_scores': proposal_scores}
 
 
-def soft_targets(deploy, weights, train, cfg, out_path=None):
-    """Stage 2's soft targets of every image of `train` (a TestSet of the train list): the
-    (num_images, 2, C) image-level scores of the stage2_teacher_deploy net (the teacher with
-    stage 2's temperature) for each image as read and mirrored; saved to out_path when given."""
+def teacher_targets(deploy, weights, train, cfg, soft_path=None, roi_path=None, roi=False):
+    """The frozen teacher's outputs the KD stages learn from, for every image of `train` (a
+    TestSet of the train list) as read and mirrored, by the stage2_teacher_deploy net (the
+    teacher with stage 2's temperature, the KD nets' layer names). Returns (soft, roi):
+      soft  stage 2's soft targets, (num_images, 2, C) image-level scores; saved to soft_path
+      roi   stage 1's targets, (num_images, 2, B, D) fc_wsd_7 rows of every proposal (the
+            temperature acts after fc7), padding rows zero; computed with roi_path (written
+            as it is filled, a memory-mapped .npy) or roi=True, else None."""
     net = open_net(deploy, weights)
-    targets = np.stack([predict_teacher(None, None, train, cfg, mirror=side, net=net)['scores']
-                        for side in (False, True)], axis=1)
-    if out_path:
-        np.save(out_path, targets)
-    return targets
+    features = None
+    if roi_path or roi:
+        shape = (len(train.images), 2, cfg['num_proposals'], cfg['fc_size'])
+        features = (np.lib.format.open_memmap(roi_path, mode='w+', dtype=np.float32,
+                                              shape=shape) if roi_path
+                    else np.empty(shape, dtype=np.float32))
+    soft = np.empty((len(train.images), 2, cfg['num_classes']), dtype=np.float32)
+    for side in (0, 1):
+        soft[:, side] = predict_teacher(
+            None, None, train, cfg, mirror=bool(side), net=net,
+            features=None if features is None else features[:, side])['scores']
+    if soft_path:
+        np.save(soft_path, soft)
+    if roi_path:
+        features.flush()
+    return soft, features
 
 
 def read_ground_truth(boxes_json, image_paths, root_folder='', new_size=None):

@@ -60,6 +60,15 @@ Config keys:
                     The same numbers as the teacher inside (the frozen teacher is deterministic,
                     stage 2 has one scale), without the teacher's forward pass on every batch.
                     Its soft loss is left out of the TEST phase (no soft targets there)
+  roi_targets       stage 1: None (the original: the frozen teacher runs inside the stage-1 net
+                    on every batch), or the path of the teacher's RoI features (fc7) of the train
+                    list computed once (tools/mlic/inference.teacher_targets with the
+                    stage2_teacher_deploy net, whose fc_wsd_7 is stage 1's target; a .npy of
+                    (lines, 2 sides, num_proposals, fc_size), 4 bytes a value: for the demo's
+                    nets 157 MB, for VGG16 on MS-COCO terabytes): the stage-1 net is then the
+                    student with a data layer that also gives each proposal's target. The same
+                    numbers, at the student's cost per iteration instead of the teacher's. It
+                    has no loss in the TEST phase and its solver no test
   batch_size        {net: (train, test)} for 'wsddn', 'stage1', 'stage2', 'student'
   solver            {net: {SolverParameter field: value}}
   data_seed         seed of the data layer's shuffling and augmentation (None: not written)
@@ -131,6 +140,7 @@ FULL = {
     'distill_top_k': 0,
     'stage1_fc_frozen': False,
     'soft_targets': None,
+    'roi_targets': None,
     'batch_size': {'wsddn': (32, 16), 'stage1': (32, 16), 'stage2': (28, 4),
                    'student': (28, 4)},
     'solver': {
@@ -310,13 +320,18 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
     train_batch, test_batch = cfg['batch_size'][kind]
     width = cfg['num_classes'] + 5 * cfg['num_proposals']
     soft_targets = cfg['soft_targets'] if kind == 'stage2' else None
+    roi_targets = cfg['roi_targets'] if kind == 'stage1' else None
     if inputs:
         size = cfg['image_size']
+        tops = ['data', 'label_roi']
         shapes = [{'dim': [train_batch, 3, size, size]}, {'dim': [train_batch, width]}]
         if soft_targets:
+            tops.append('soft_target')
             shapes.append({'dim': [train_batch, cfg['num_classes']]})
-        net.add('data', 'Input', top=['data', 'label_roi', 'soft_target'][:len(shapes)],
-                input_param={'shape': shapes})
+        if roi_targets:
+            tops.append('roi_target')
+            shapes.append({'dim': [train_batch * cfg['num_proposals'], cfg['fc_size']]})
+        net.add('data', 'Input', top=tops, input_param={'shape': shapes})
         return
     for phase, batch, train in ((caffe_pb2.TRAIN, train_batch, True),
                                 (caffe_pb2.TEST, test_batch, False)):
@@ -335,6 +350,9 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
         if train and soft_targets:
             fields.append(('soft_targets', soft_targets))
             tops.append('soft_target')
+        if train and roi_targets:
+            fields.append(('roi_targets', roi_targets))
+            tops.append('roi_target')
         net.add('data', 'Python', top=tops, phase=phase,
                 python_param={'module': DATA_MODULE, 'layer': DATA_LAYER,
                               'param_str': param_text(fields)})
@@ -478,12 +496,17 @@ def train_net(cfg, kind, datalists, root_folder='', inputs=False):
         net.add('roi_224', 'WsdRoigenSingleScale', ['list_roi'], param_str=param_text([
             ('single_scale', float(cfg['student_size'])),
             ('origin_scale', float(cfg['image_size']))]))
-        target = teacher(net, cfg, 'data', kd=True, heads=False)
+        precomputed = cfg['roi_targets'] and not inputs
+        target = 'roi_target' if cfg['roi_targets'] else \
+            teacher(net, cfg, 'data', kd=True, heads=False)
         fc7 = student_trunk(net, cfg, 'data', roi='roi_224')
         top_k = cfg['distill_top_k']
         net.add('loss_euclid', 'RoIDistillationLoss', [target, fc7, 'roi'],
                 propagate_down=[False, True, False], loss_weight=1,
-                param_str=param_text([('top_k', top_k)]) if top_k else None)
+                param_str=param_text([('top_k', top_k)]) if top_k else None,
+                phase=caffe_pb2.TRAIN if precomputed else None)
+        if precomputed:  # no targets for the test images: nothing to compute there
+            net.add('silence_test', 'Silence', [fc7, 'roi'], top=[], phase=caffe_pb2.TEST)
     elif kind == 'stage2':
         if cfg['soft_targets']:
             net.add('silence', 'Silence', ['list_roi'], top=[])
@@ -560,6 +583,9 @@ def student_deploy_net(cfg):
 def solver_param(cfg, kind, net_path, snapshot_prefix):
     solver = caffe_pb2.SolverParameter(net=net_path, snapshot_prefix=snapshot_prefix)
     settings = dict(cfg['solver'][kind])
+    if kind == 'stage1' and cfg['roi_targets']:  # its test net has no loss (train_net)
+        for key in ('test_iter', 'test_interval', 'test_initialization'):
+            settings.pop(key, None)
     test_iter = settings.pop('test_iter', None)
     if test_iter:
         solver.test_iter.append(test_iter)
@@ -583,8 +609,9 @@ def net_texts(cfg, datalists=None, root_folder='', snapshot_dir=None, relative_t
               out_dir='.'):
     """{key of FILES: file text} of every net and solver."""
     check_config(cfg)
-    if cfg['soft_targets']:
-        cfg = dict(cfg, soft_targets=_path(cfg['soft_targets'], relative_to))
+    for key in ('soft_targets', 'roi_targets'):
+        if cfg[key]:
+            cfg = dict(cfg, **{key: _path(cfg[key], relative_to)})
     datalists = dict(cfg['datalists'], **(datalists or {}))
     datalists = {k: _path(v, relative_to) for k, v in datalists.items()}
     if root_folder:

@@ -17,8 +17,9 @@ stage 1 and the students that start from it, not the teacher):
   teacher       WSDDN trained on image labels
   teacher_eval  its classification metrics, detection AP and CorLoc on the test split (in
                 evaluate; detection needs ground-truth boxes)
-  soft_targets  with [nets] soft_targets = "precomputed": the teacher's stage-2 soft targets of
-                every train image, as read and mirrored, computed once for both stage-2 nets
+  teacher_targets  with [nets] soft_targets or roi_targets = "precomputed": the teacher's
+                stage-2 soft targets (for both stage-2 nets) and its stage-1 RoI features of
+                every train image, as read and mirrored, computed once
   stage1        feature-level KD: student RoI features regress the teacher's
   stage2        prediction-level KD from stage 1: labels + the teacher's soft scores
   student       the same student on labels only ("w/o KD")
@@ -46,7 +47,7 @@ import numpy as np
 
 from mlic import caffe_train
 
-SEED_STEPS = ('nets', 'teacher', 'soft_targets', 'stage1', 'stage2', 'student', 'stage1_only',
+SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
               'stage2_only', 'evaluate')
 TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
 STUDENT_ROWS = (('student', 'Student w/o KD'), ('stage1_only', 'Stage 1 only'),
@@ -264,12 +265,14 @@ def net_config(config, num_classes):
     for net, table in solvers.items():
         cfg['solver'][net].update(table)
     cfg['batch_size'] = {k: tuple(v) for k, v in cfg['batch_size'].items()}
-    if cfg['soft_targets'] not in (None, 'online', 'precomputed'):
-        raise ConfigError('%s: nets.soft_targets: %r is not "online" (the teacher runs inside '
-                          'the stage-2 net, as the original) or "precomputed" (its scores are '
-                          'computed once before stage 2)' % (where, cfg['soft_targets']))
-    if cfg['soft_targets'] == 'online':
-        cfg['soft_targets'] = None
+    for key, stage, what in (('soft_targets', 'stage 2', 'scores'),
+                             ('roi_targets', 'stage 1', 'RoI features')):
+        if cfg[key] not in (None, 'online', 'precomputed'):
+            raise ConfigError('%s: nets.%s: %r is not "online" (the teacher runs inside the %s '
+                              'net, as the original) or "precomputed" (its %s are computed '
+                              'once before %s)' % (where, key, cfg[key], stage, what, stage))
+        if cfg[key] == 'online':
+            cfg[key] = None
     try:
         netgen.check_config(cfg)
     except ValueError as error:
@@ -407,15 +410,15 @@ class Pipeline(object):
 
     def run_step(self, step, body, describe):
         if step.done():
-            log('%-13s done already (%s)' % (step.name, os.path.relpath(step.dir, self.folder)))
+            log('%-15s done already (%s)' % (step.name, os.path.relpath(step.dir, self.folder)))
             return
-        log('%-13s %s' % (step.name, describe))
+        log('%-15s %s' % (step.name, describe))
         start = time.time()
         step.start()
         body(step)
         step.finish()
         self.timings.append((step.dir, time.time() - start))
-        log('%-13s finished in %.0f s' % (step.name, time.time() - start))
+        log('%-15s finished in %.0f s' % (step.name, time.time() - start))
 
     # ---- shared steps
     def data(self):
@@ -473,7 +476,8 @@ class Pipeline(object):
         # Not the solvers, batches or stage-1 choice of the nets it initialises: changing those
         # must not redo the pretraining.
         trunk = {k: v for k, v in nets.items()
-                 if k not in ('solver', 'batch_size', 'stage1_fc_frozen', 'soft_targets')}
+                 if k not in ('solver', 'batch_size', 'stage1_fc_frozen', 'soft_targets',
+                              'roi_targets')}
         step = self.step('pretrain', settings, trunk)
         backbone = os.path.join(step.dir, 'backbone.caffemodel')
 
@@ -485,7 +489,7 @@ class Pipeline(object):
             classes = converters.read_classes(converters.classes_path(datalist))
             cfg = net_config(self.config, len(classes))
             cfg.update(num_proposals=1, image_size=size, scale_factors=[1.0],
-                       data_seed=settings['seed'], soft_targets=None)
+                       data_seed=settings['seed'], soft_targets=None, roi_targets=None)
             cfg['batch_size']['student'] = (settings['batch_size'], settings['batch_size'])
             # On the preset's solver, not the configured student's: the fingerprint leaves the
             # nets' solvers out, so they must not reach the pretraining.
@@ -591,8 +595,8 @@ class Pipeline(object):
         cfg['data_seed'] = seed
         for solver in cfg['solver'].values():
             solver['random_seed'] = seed
-        if cfg['soft_targets'] == 'precomputed':
-            cfg['soft_targets'] = self.soft_targets_path(seed)
+        for key in self.precomputed():
+            cfg[key] = self.targets_path(seed, key)
         inputs = list(self.user_inputs(self.root_folder)) + ([self.init_key] if self.init_key
                                                              else [])
         step = self.step('nets', self.datalist_key, cfg, *inputs, folder=self.seed_folder(seed))
@@ -622,34 +626,57 @@ class Pipeline(object):
                 texts.append(f.read())
         return fingerprint(self.net_inputs_keys[seed], *texts)
 
-    def soft_targets_path(self, seed):
-        return os.path.join(self.seed_folder(seed), 'soft_targets', 'soft_targets.npy')
+    def targets_path(self, seed, key):
+        """The .npy of the teacher's precomputed outputs, key 'soft_targets' or 'roi_targets'."""
+        return os.path.join(self.seed_folder(seed), 'teacher_targets', key + '.npy')
 
-    def precomputed_soft_targets(self):
-        return self.config.get('nets', {}).get('soft_targets') == 'precomputed'
+    def precomputed(self):
+        """The [nets] keys of the teacher's outputs computed once: soft_targets, roi_targets."""
+        nets = self.config.get('nets', {})
+        return [key for key in ('soft_targets', 'roi_targets') if nets.get(key) == 'precomputed']
 
-    def soft_targets(self, seed, teacher):
-        """Stage 2's soft targets of the train list from `teacher` (precomputed mode), by
-        tools/compute_soft_targets.py in its own process: with its share of the cores beside
-        another training, and not holding this process's interpreter."""
+    def check_roi_targets_room(self, seed):
+        """The RoI features take lines x 2 x B x fc_size x 4 bytes: refuse what the disk cannot
+        hold before the teacher runs over the whole train list (VGG16 on MS-COCO: terabytes)."""
+        lines = sum(1 for line in open(self.datalists['train']) if line.strip())
+        size = lines * 2 * self.cfg['num_proposals'] * self.cfg['fc_size'] * 4
+        folder = self.seed_folder(seed)
+        free = shutil.disk_usage(folder).free
+        if size > 0.9 * free:
+            raise ConfigError('%s: nets.roi_targets = "precomputed": the teacher\'s RoI features '
+                              'of %d images x 2 sides x %d proposals x %d values take %.1f GB, '
+                              'and %s has %.1f GB free; use "online"'
+                              % (self.where, lines, self.cfg['num_proposals'],
+                                 self.cfg['fc_size'], size / 1e9, folder, free / 1e9))
+
+    def teacher_targets(self, seed, teacher):
+        """The teacher's outputs computed once (self.precomputed()) of the train list from
+        `teacher`, by tools/compute_teacher_targets.py in its own process: with its share of the
+        cores beside another training, and not holding this process's interpreter."""
         files = self.seed_nets[seed]
-        step = self.step('soft_targets', teacher.key,
+        keys = self.precomputed()
+        step = self.step('teacher_targets', teacher.key, keys,
                          self.files_key(seed, 'stage2_teacher_deploy'),
                          folder=self.seed_folder(seed))
 
         def body(step):
-            tool = os.path.join(self.root, 'tools', 'compute_soft_targets.py')
+            if 'roi_targets' in keys:
+                self.check_roi_targets_room(seed)
+            tool = os.path.join(self.root, 'tools', 'compute_teacher_targets.py')
             args = [sys.executable, tool, '--net', files['stage2_teacher_deploy'],
                     '--teacher', teacher.weights, '--datalist', self.datalists['train'],
-                    '--root-folder', self.root_folder, '--out', self.soft_targets_path(seed)]
+                    '--root-folder', self.root_folder]
+            for key in keys:
+                args += ['--' + key.replace('_', '-'), self.targets_path(seed, key)]
             done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, env=dict(self.training_env(),
                                                       GLOG_minloglevel='2'))
             if done.returncode != 0:
                 raise RuntimeError('%s failed (exit %d):\n%s'
                                    % (' '.join(args), done.returncode, done.stdout[-3000:]))
-        self.run_step(step, body, 'the teacher\'s stage-2 scores of the train images, as read '
-                      'and mirrored (seed %d)' % seed)
+        what = {'soft_targets': 'stage-2 scores', 'roi_targets': 'stage-1 RoI features'}
+        self.run_step(step, body, 'the teacher\'s %s of the train images, as read and mirrored '
+                      '(seed %d)' % (' and '.join(what[key] for key in keys), seed))
         return step
 
     def check_init_weights(self, net_files):
@@ -712,14 +739,18 @@ class Pipeline(object):
                 return [out]
             return init
 
+        # The teacher's outputs computed once: the nets that read them wait for them and chain
+        # their key (stage 1 for the RoI features, both stage-2 nets for the soft targets).
+        precomputed = self.precomputed()
+        soft = ('teacher_targets',) if 'soft_targets' in precomputed else ()
+        roi = ('teacher_targets',) if 'roi_targets' in precomputed else ()
+
         def stage1(done):
             teacher = done['teacher']
-            return self.train(seed, 'stage1', 'stage1', [teacher], initialised(
-                lambda out: surgery.stage1_init(teacher.weights, files()['stage1_train'],
-                                                out, self.init_weights)))
-
-        # Precomputed soft targets: both stage-2 nets wait for them and chain their key.
-        soft = ('soft_targets',) if self.precomputed_soft_targets() else ()
+            return self.train(seed, 'stage1', 'stage1', [teacher] + [done[n] for n in roi],
+                              initialised(lambda out: surgery.stage1_init(
+                                  teacher.weights, files()['stage1_train'], out,
+                                  self.init_weights)))
 
         def stage2(done):
             stage1, teacher = done['stage1'], done['teacher']
@@ -744,7 +775,7 @@ class Pipeline(object):
             'nets': ((), lambda done: self.nets(seed)),
             'teacher': (('nets',), lambda done: self.train(
                 seed, 'teacher', 'wsddn', [], lambda step: pretrained)),
-            'stage1': (('nets', 'teacher'), stage1),
+            'stage1': (('nets', 'teacher') + roi, stage1),
             'stage2': (('nets', 'teacher', 'stage1') + soft, stage2),
             'student': (('nets',), lambda done: self.train(
                 seed, 'student', 'student', [], lambda step: pretrained)),
@@ -753,9 +784,9 @@ class Pipeline(object):
             'evaluate': (('nets',) + TRAININGS, lambda done: self.evaluate(
                 seed, {name: done[name] for name in TRAININGS})),
         }
-        if soft:
-            steps['soft_targets'] = (('nets', 'teacher'),
-                                     lambda done: self.soft_targets(seed, done['teacher']))
+        if precomputed:
+            steps['teacher_targets'] = (('nets', 'teacher'), lambda done: self.teacher_targets(
+                seed, done['teacher']))
         return steps
 
     def run_seeds(self, seeds, targets=('evaluate',)):
@@ -821,7 +852,7 @@ class Pipeline(object):
         """Every step's name, in order (what run()'s `steps` may name)."""
         shared = list(self.shared_steps())
         per_seed = [name for name in SEED_STEPS
-                    if name != 'soft_targets' or self.precomputed_soft_targets()]
+                    if name != 'teacher_targets' or self.precomputed()]
         return shared + per_seed + ['report']
 
     def shared_steps(self):

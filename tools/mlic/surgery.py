@@ -107,8 +107,11 @@ def _replace_data_layers(net):
             new.top.extend(layer.top)
             new.input_param.shape.add(dim=[1, 3, size[0], size[1]])
             new.input_param.shape.add(dim=[1, width])
-            if len(layer.top) == 3:  # precomputed soft targets
+            if param.soft_targets:
                 new.input_param.shape.add(dim=[1, param.att_num])
+            if param.roi_targets:  # the teacher's fc7 rows, as wide as the student's
+                fc7 = [l for l in layers if l.name == 'fc7'][0].inner_product_param.num_output
+                new.input_param.shape.add(dim=[param.bbox_num, fc7])
             done = True
             continue
         new = net.layer.add()
@@ -262,9 +265,17 @@ def _check_teacher(path, teacher):
 
 def stage1_init(teacher_model, target_prototxt, out_path, imagenet_model=None):
     """Stage-1 init: the teacher's conv/fc6/fc7 under conv_wsd_*/fc_wsd_* names; the student
-    from an ImageNet VGG16 .caffemodel (conv*, fc6, fc7) when given, else its fillers."""
-    teacher = weights(teacher_model)
-    _check_teacher(teacher_model, teacher)
+    from an ImageNet VGG16 .caffemodel (conv*, fc6, fc7) when given, else its fillers. A
+    stage-1 net that reads the teacher's RoI features (netgen's roi_targets) has no teacher
+    layers: then teacher_model may be None."""
+    needs_teacher = any(is_teacher_layer(layer.name) for layer in read_net(target_prototxt).layer)
+    teacher = None
+    if needs_teacher:
+        if not teacher_model:
+            raise SurgeryError('%s runs the teacher (conv_wsd_* / fc_wsd_* layers): stage 1 '
+                               'needs the trained WSDDN .caffemodel' % target_prototxt)
+        teacher = weights(teacher_model)
+        _check_teacher(teacher_model, teacher)
     imagenet = weights(imagenet_model) if imagenet_model else None
 
     def recipe(name):
@@ -287,10 +298,15 @@ def stage2_init(stage1_model, teacher_model, target_prototxt, out_path, imagenet
     teacher = weights(teacher_model)
     _check_teacher(teacher_model, teacher)
     stage1 = weights(stage1_model) if stage1_model else None
-    if stage1 is not None and not any('_wsd_' in name for name in stage1):
-        raise SurgeryError('%s is not a stage-1 result: it has no conv_wsd_* / fc_wsd_* layers '
-                           '(its weight layers: %s); stage 2 takes the stage-1 .caffemodel and '
-                           'the WSDDN teacher\'s' % (stage1_model, ', '.join(stage1)))
+    # Stage 1 has no classifier: the teacher, a trained student and ImageNet VGG16 all have
+    # one, and their trunks would pass every shape check. (A stage-1 net that reads
+    # precomputed RoI features has no teacher layers either, so those cannot tell.)
+    classifiers = [name for name in stage1 or () if name.startswith('fc8')]
+    if classifiers:
+        raise SurgeryError('%s is not a stage-1 result: it has a classifier (%s; its weight '
+                           'layers: %s); stage 2 takes the stage-1 .caffemodel and the WSDDN '
+                           'teacher\'s' % (stage1_model, ', '.join(classifiers),
+                                            ', '.join(stage1)))
     imagenet = weights(imagenet_model) if imagenet_model else None
 
     def recipe(name):
