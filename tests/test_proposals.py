@@ -2,6 +2,7 @@
 import io
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -72,6 +73,16 @@ def test_proposals_inside_the_resized_image_and_cached(dataset, tmp_path, method
     os.remove(cached[0])
     assert run(1)['computed'] == 1
     assert open(out).read() == first
+    # An image rewritten at the same path (a regenerated dataset) gets its own proposals.
+    image_file = first.split()[0]
+    original = open(image_file, 'rb').read()
+    try:
+        cv2.imwrite(image_file, np.ascontiguousarray(cv2.imread(image_file)[::-1, ::-1]))
+        assert run(1)['computed'] == 1
+        assert open(out).read() != first
+    finally:
+        open(image_file, 'wb').write(original)
+    assert run(1)['computed'] == 0 and open(out).read() == first
     # The scores are the method's: EdgeBoxes' own, or 1 - rank / count.
     scores = np.concatenate([boxes[:, 4] for _, _, boxes in lines])
     assert (scores > 0).all() and (scores <= 1).all()

@@ -8,8 +8,9 @@ Methods (OpenCV contrib, no downloaded model needed):
   'selective_search'  cv2.ximgproc.segmentation, score 1 - rank / count (rank 0 first).
 
 Proposals are computed on the image scaled so that its longer side is at most max_side, cached
-in those pixels (one .npz per image, keyed by the image path and the settings, written
-atomically: an interrupted run resumes where it stopped), then mapped to the datalist's resized
+in those pixels (one .npz per image, keyed by the image file's content and the settings, written
+atomically: an interrupted run resumes where it stopped, and an image rewritten at the same path,
+as a regenerated dataset is, gets new proposals), then mapped to the datalist's resized
 new_width x new_height pixels, 0-based inclusive corners, clipped inside.
 """
 import ctypes
@@ -168,8 +169,22 @@ def compute_image(image, settings):
 
 
 # ---------------------------------------------------------------- cache
+def image_digest(image_file):
+    """SHA-1 of the file's bytes, or None when it cannot be read (the worker then says so)."""
+    digest = hashlib.sha1()
+    try:
+        with open(image_file, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def cache_file(cache_dir, image_file, settings):
-    key = json.dumps({'image': os.path.abspath(image_file), 'settings': settings},
+    # By content, not by path: a path says nothing about what is in the file now.
+    content = image_digest(image_file)
+    key = json.dumps({'image': content or os.path.abspath(image_file), 'settings': settings},
                      sort_keys=True)
     digest = hashlib.sha1(key.encode('utf-8')).hexdigest()
     return os.path.join(cache_dir, settings['method'], digest[:2], digest + '.npz')
