@@ -47,7 +47,7 @@ def stage1(tmp_path_factory, caffe):
     net.save(weights)
     del net
     return {'net': paths['stage1_train'], 'weights': weights, 'cfg': cfg,
-            'stage2': paths['stage2_train']}
+            'stage2': paths['stage2_train'], 'train': lists['train']}
 
 
 def test_roi_feature_fit_leaves_out_padding_and_matches_the_nets_loss(stage1):
@@ -91,3 +91,24 @@ def test_tool_prints_the_table_and_names_a_net_without_the_loss(stage1):
                               stage1['weights'] + '.missing'], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, timeout=60)
     assert missing.returncode == 1 and '--weights' in missing.stderr
+
+
+def test_a_stage1_net_reading_precomputed_roi_targets_measures_the_same(stage1, tmp_path):
+    """roi_targets: the teacher's features come from the file; the fit is the online net's."""
+    from mlic import inference
+    cfg = stage1['cfg']
+    train = stage1['train']
+    roi_path = str(tmp_path / 'roi_targets.npy')
+    paths = netgen.write_nets(str(tmp_path / 'nets'), dict(cfg, roi_targets=roi_path),
+                              datalists={'train': train, 'test': train})
+    # The stage-1 weights hold the teacher under the KD names, as the stage-2 teacher reads it.
+    inference.teacher_targets(paths['stage2_teacher_deploy'], stage1['weights'],
+                              inference.read_datalist(train, cfg['num_classes'],
+                                                      cfg['num_proposals']),
+                              cfg, roi_path=roi_path)
+    online = feature_fit.roi_feature_fit(stage1['net'], stage1['weights'], batches=3)
+    precomputed = feature_fit.roi_feature_fit(paths['stage1_train'], stage1['weights'],
+                                              batches=3)
+    assert precomputed['rois'] == online['rois']
+    for key in ('student', 'teacher_mean', 'zero', 'loss'):
+        assert precomputed[key] == pytest.approx(online[key], rel=1e-4), key
