@@ -240,7 +240,7 @@ def test_precomputed_roi_targets_are_the_features_of_the_teacher_inside_stage1(s
     soft_path = str(root / 'targets' / 'soft_targets.npy')
     done = run_tool('compute_teacher_targets.py', '--net', paths['stage2_teacher_deploy'],
                     '--teacher', small['models']['wsddn'], '--datalist', lists['train'],
-                    '--soft-targets', soft_path, '--roi-targets', roi_path)
+                    '--soft-targets', soft_path, '--roi-targets', roi_path, '--workers', '2')
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(os.listdir(str(root / 'targets'))) == ['roi_targets.npy', 'soft_targets.npy']
     targets = np.load(roi_path)
@@ -252,6 +252,12 @@ def test_precomputed_roi_targets_are_the_features_of_the_teacher_inside_stage1(s
                                           cfg, roi=True)
     np.testing.assert_array_equal(roi, targets)
     np.testing.assert_array_equal(soft, np.load(soft_path))
+    # Two forked workers, each over half of the images, give the same numbers.
+    soft2, roi2 = inference.teacher_targets(paths['stage2_teacher_deploy'], teacher, train_set,
+                                            cfg, roi=True, workers=2)
+    np.testing.assert_allclose(roi2, targets, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(soft2, soft, rtol=1e-5, atol=1e-7)
+    assert np.abs(roi2[:2]).sum() > 0 and np.abs(roi2[2:]).sum() > 0
     padding = train_set.proposals[:, :, 0] < 0
     assert padding.any() and not targets[:, 0][padding].any() and targets[:, 0][~padding].any()
     assert np.abs(targets[:, 0] - targets[:, 1]).max() > 1e-4  # the side matters

@@ -36,7 +36,14 @@ def main(argv=None):
     parser.add_argument('--soft-targets', help='the .npy of stage 2\'s soft targets to write')
     parser.add_argument('--roi-targets', help='the .npy of stage 1\'s RoI features to write')
     parser.add_argument('--gpu', type=int, help='GPU id (default: CPU)')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes, each over its share of the images (CPU only; '
+                             'default 1)')
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error('--workers must be at least 1')
+    if args.workers > 1 and args.gpu is not None:
+        parser.error('--workers runs forked CPU processes; with --gpu leave it at 1')
     if not args.soft_targets and not args.roi_targets:
         parser.error('name what to write: --soft-targets, --roi-targets or both')
     for path in (args.soft_targets, args.roi_targets):
@@ -65,11 +72,11 @@ def main(argv=None):
             partial = {path: os.path.join(tmp, os.path.basename(path)) for path in outputs}
             soft, roi = inference.teacher_targets(
                 args.net, weights, train, cfg, soft_path=partial.get(args.soft_targets),
-                roi_path=partial.get(args.roi_targets))
+                roi_path=partial.get(args.roi_targets), workers=args.workers)
             del roi  # the memory map, before its file moves
             for path in outputs:
                 os.replace(partial[path], path)
-    except (ValueError, IOError, surgery.SurgeryError) as error:
+    except (ValueError, IOError, RuntimeError, surgery.SurgeryError) as error:
         sys.stderr.write('compute_teacher_targets: %s\n' % error)
         return 1
     what = []

@@ -113,26 +113,66 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=
     return {'scores': scores, 'boxes': boxes, 'proposal_scores': proposal_scores}
 
 
-def teacher_targets(deploy, weights, train, cfg, soft_path=None, roi_path=None, roi=False):
+def _shared_array(shape):
+    """A float32 array in anonymous shared memory: what forked workers write, the parent sees."""
+    import mmap
+    size = int(np.prod(shape)) * 4
+    return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=np.float32,
+                         count=int(np.prod(shape))).reshape(shape)
+
+
+def _fill_teacher_targets(deploy, weights, train, cfg, part, soft, features):
+    """Images `part` (a slice) of train: their rows of soft and features, both sides."""
+    net = open_net(deploy, weights)
+    subset = type('Part', (), {'images': train.images[part],
+                               'proposals': train.proposals[part]})
+    for side in (0, 1):
+        soft[part, side] = predict_teacher(
+            None, None, subset, cfg, mirror=bool(side), net=net,
+            features=None if features is None else features[part, side])['scores']
+
+
+def teacher_targets(deploy, weights, train, cfg, soft_path=None, roi_path=None, roi=False,
+                    workers=1):
     """The frozen teacher's outputs the KD stages learn from, for every image of `train` (a
     TestSet of the train list) as read and mirrored, by the stage2_teacher_deploy net (the
     teacher with stage 2's temperature, the KD nets' layer names). Returns (soft, roi):
       soft  stage 2's soft targets, (num_images, 2, C) image-level scores; saved to soft_path
       roi   stage 1's targets, (num_images, 2, B, D) fc_wsd_7 rows of every proposal (the
             temperature acts after fc7), padding rows zero; computed with roi_path (written
-            as it is filled, a memory-mapped .npy) or roi=True, else None."""
-    net = open_net(deploy, weights)
+            as it is filled, a memory-mapped .npy) or roi=True, else None.
+    workers: forked processes (CPU only), each over its share of the images with its own net:
+    the pass runs alone between the teacher and the KD stages, so one core would idle."""
+    import multiprocessing
+    count = len(train.images)
     features = None
     if roi_path or roi:
-        shape = (len(train.images), 2, cfg['num_proposals'], cfg['fc_size'])
+        shape = (count, 2, cfg['num_proposals'], cfg['fc_size'])
         features = (np.lib.format.open_memmap(roi_path, mode='w+', dtype=np.float32,
                                               shape=shape) if roi_path
-                    else np.empty(shape, dtype=np.float32))
-    soft = np.empty((len(train.images), 2, cfg['num_classes']), dtype=np.float32)
-    for side in (0, 1):
-        soft[:, side] = predict_teacher(
-            None, None, train, cfg, mirror=bool(side), net=net,
-            features=None if features is None else features[:, side])['scores']
+                    else _shared_array(shape))
+    soft = _shared_array((count, 2, cfg['num_classes']))
+    workers = max(1, min(int(workers), count))
+    parts = [slice(k * count // workers, (k + 1) * count // workers) for k in range(workers)]
+    if workers == 1:
+        _fill_teacher_targets(deploy, weights, train, cfg, parts[0], soft, features)
+    else:
+        context = multiprocessing.get_context('fork')
+        processes = [context.Process(target=_fill_teacher_targets,
+                                     args=(deploy, weights, train, cfg, part, soft, features))
+                     for part in parts]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        failed = [(part, process.exitcode) for part, process in zip(parts, processes)
+                  if process.exitcode != 0]
+        if failed:
+            (part, code), = failed[:1]
+            raise RuntimeError('teacher_targets: the worker for images %d..%d of %s failed '
+                               '(exit code %s; its error is above)'
+                               % (part.start + 1, part.stop, train.path, code))
+    soft = np.array(soft)
     if soft_path:
         np.save(soft_path, soft)
     if roi_path:

@@ -665,7 +665,7 @@ class Pipeline(object):
             tool = os.path.join(self.root, 'tools', 'compute_teacher_targets.py')
             args = [sys.executable, tool, '--net', files['stage2_teacher_deploy'],
                     '--teacher', teacher.weights, '--datalist', self.datalists['train'],
-                    '--root-folder', self.root_folder]
+                    '--root-folder', self.root_folder, '--workers', str(self.jobs)]
             for key in keys:
                 args += ['--' + key.replace('_', '-'), self.targets_path(seed, key)]
             done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
