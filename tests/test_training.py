@@ -86,6 +86,23 @@ def assert_teacher_unchanged(init_model, trained_model):
             assert before.tobytes() == after.tobytes(), name
 
 
+def share_student_weights(online, precomputed):
+    """The precomputed net's weights (the student's) set to the online net's fillers."""
+    for name, blobs in precomputed.params.items():
+        for mine, theirs in zip(blobs, online.params[name]):
+            mine.data[...] = theirs.data
+
+
+def forward_alike(caffe, nets):
+    """One forward pass of each net with the same dropout masks; checks they read one batch."""
+    outputs = []
+    for net in nets:
+        caffe.set_random_seed(11)
+        outputs.append(net.forward())
+    np.testing.assert_array_equal(nets[0].blobs['data'].data, nets[1].blobs['data'].data)
+    return outputs
+
+
 def test_teacher_trains(small):
     train(small, 'wsddn')
 
@@ -197,16 +214,10 @@ def test_precomputed_soft_targets_are_the_scores_of_the_teacher_inside_stage2(sm
     online = caffe.Net(small['paths']['stage2_train'], caffe.TRAIN, weights=init)
     precomputed = caffe.Net(paths['stage2_train'], caffe.TRAIN, weights=init)
     assert not any(name.startswith(('conv_wsd', 'fc_wsd')) for name in precomputed._layer_names)
-    for name, blobs in precomputed.params.items():  # the student's fillers of the online net
-        for mine, theirs in zip(blobs, online.params[name]):
-            mine.data[...] = theirs.data
+    share_student_weights(online, precomputed)
     sides = set()
     for _ in range(3):
-        outputs = []
-        for net in (online, precomputed):
-            caffe.set_random_seed(11)  # the same dropout masks in both
-            outputs.append(net.forward())
-        np.testing.assert_array_equal(online.blobs['data'].data, precomputed.blobs['data'].data)
+        outputs = forward_alike(caffe, (online, precomputed))
         scores = online.blobs['image_level_score'].data.reshape(4, -1)
         given = precomputed.blobs['soft_target'].data
         np.testing.assert_allclose(given, scores, rtol=1e-4, atol=1e-6)
@@ -270,15 +281,9 @@ def test_precomputed_roi_targets_are_the_features_of_the_teacher_inside_stage1(s
     online = caffe.Net(small['paths']['stage1_train'], caffe.TRAIN, weights=online_init)
     precomputed = caffe.Net(paths['stage1_train'], caffe.TRAIN, weights=init)
     assert not any('_wsd_' in name for name in precomputed._layer_names)
-    for name, blobs in precomputed.params.items():  # the student's fillers of the online net
-        for mine, theirs in zip(blobs, online.params[name]):
-            mine.data[...] = theirs.data
+    share_student_weights(online, precomputed)
     for _ in range(3):
-        outputs = []
-        for net in (online, precomputed):
-            caffe.set_random_seed(11)  # the same dropout masks in both
-            outputs.append(net.forward())
-        np.testing.assert_array_equal(online.blobs['data'].data, precomputed.blobs['data'].data)
+        outputs = forward_alike(caffe, (online, precomputed))
         real = online.blobs['roi'].data[:, 1] >= 0
         np.testing.assert_allclose(precomputed.blobs['roi_target'].data[real],
                                    online.blobs['fc_wsd_7'].data[real], rtol=1e-4, atol=1e-5)
