@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs everything this project needs, idempotently, in five steps:
+# Installs everything this project needs, idempotently, in six steps:
 #   system        Debian packages for building Caffe and the plugin
 #   venv          .venv from Debian's python3 (the interpreter libcaffe and the caffe binary link)
 #   caffe         BVLC Caffe from Debian's source package, built into a cache outside the repo
 #   cuda-headers  when nvcc is on PATH but its toolkit lacks cuBLAS and cuRAND (CI): their
 #                 headers, from NVIDIA's wheels, for the plugin's CUDA compile check
 #   plugin        our layer library (build/plugin), against that Caffe or the user's
+#   openblas      build/openblas.env: the OpenBLAS kernels to use where OpenBLAS does not know
+#                 the CPU (tools/mlic/openblas.py)
 #
-# Usage: tools/setup/setup.sh [--check] [system|venv|caffe|cuda-headers|plugin|all]...
+# Usage: tools/setup/setup.sh [--check] [system|venv|caffe|cuda-headers|plugin|openblas|all]...
 #   --check  change nothing; exit 0 when every step is already done, 1 otherwise.
 # Environment:
 #   MLIC_GPU=1       build Caffe with CUDA (needs a CUDA toolkit with cuBLAS and cuRAND) and
@@ -135,7 +137,10 @@ CAFFE_PYTHON=$pydir"
   [ $CHECK = 1 ] && return
   # pycaffe, our Python layers and the tools' library importable from the venv.
   local site; site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  printf '%s\n%s\n%s\n' "$pydir" "$ROOT" "$ROOT/tools" >"$site/mlic_kd_wsd.pth"
+  # Its last line sets OPENBLAS_CORETYPE from build/openblas.env (the openblas step) in every
+  # process of the venv, before numpy or caffe loads OpenBLAS.
+  printf '%s\n%s\n%s\nimport mlic.openblas; mlic.openblas.apply(%s)\n' "$pydir" "$ROOT" "$ROOT/tools" \
+    "'$BUILD'" >"$site/mlic_kd_wsd.pth"
 }
 
 # The include directory of the CUDA toolkit whose nvcc is on PATH (nvcc may be a link or a
@@ -215,17 +220,31 @@ step_plugin() {
   logged plugin-build cmake --build "$dir" -j "$JOBS"
 }
 
+step_openblas() {
+  [ -f "$BUILD/caffe.env" ] || { [ $CHECK = 1 ] && { pending "openblas (no build/caffe.env)"; return; }; fail "run the caffe step first"; }
+  # shellcheck disable=SC1091
+  . "$BUILD/caffe.env"
+  local said
+  if [ $CHECK = 1 ]; then
+    said=$("$VENV/bin/python" "$SETUP_DIR/openblas_core.py" --check "$CAFFE_BIN" "$BUILD/openblas.env") ||
+      { pending "openblas ($said)"; return; }
+  else
+    said=$("$VENV/bin/python" "$SETUP_DIR/openblas_core.py" "$CAFFE_BIN" "$BUILD/openblas.env")
+  fi
+  say "openblas: $said"
+}
+
 steps=()
 for a in "$@"; do
   case $a in
     --check) CHECK=1 ;;
-    system|venv|caffe|cuda-headers|plugin) steps+=("$a") ;;
-    all) steps+=(system venv caffe cuda-headers plugin) ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    system|venv|caffe|cuda-headers|plugin|openblas) steps+=("$a") ;;
+    all) steps+=(system venv caffe cuda-headers plugin openblas) ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) fail "unknown argument '$a' (see --help)" ;;
   esac
 done
-[ ${#steps[@]} = 0 ] && steps=(system venv caffe cuda-headers plugin)
+[ ${#steps[@]} = 0 ] && steps=(system venv caffe cuda-headers plugin openblas)
 for s in "${steps[@]}"; do "step_${s//-/_}"; done
 if [ $CHECK = 1 ]; then
   [ ${#PENDING[@]} = 0 ] && { say "setup: nothing to do"; exit 0; }

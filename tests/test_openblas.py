@@ -1,0 +1,93 @@
+"""The OpenBLAS kernel override (tools/mlic/openblas.py): the decision on its own, and that the
+setup's choice reaches the caffe tool and the venv's Python processes."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mlic import openblas
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, 'build')
+AVX512 = {'sse3', 'avx', 'avx2', 'fma', 'avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl'}
+AVX2 = {'sse3', 'avx', 'avx2', 'fma'}
+
+
+@pytest.mark.parametrize('detected, flags, expected', [
+    ('Prescott', AVX512, 'SkylakeX'),      # a Xeon model newer than OpenBLAS: the case it is for
+    ('Prescott', AVX2, 'Haswell'),
+    ('Sandybridge', AVX2, 'Haswell'),
+    ('Haswell', AVX2, None),               # OpenBLAS chose the best already
+    ('SkylakeX', AVX512, None),
+    ('Cooperlake', AVX512, None),          # better than we rank: never lowered
+    ('Zen', AVX2, None),                   # AMD: OpenBLAS knows it
+    ('Prescott', {'sse3', 'avx512f'}, None),  # no complete AVX-512 or AVX2 set: nothing better
+    ('Prescott', AVX512 - {'avx512vl'}, 'Haswell'),
+])
+def test_override(detected, flags, expected):
+    assert openblas.override(detected, flags) == expected
+
+
+def test_cpu_flags_reads_the_first_processor(tmp_path):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu sse3 avx2 fma\n\nprocessor\t: 1\n'
+                       'flags\t\t: fpu\n')
+    assert openblas.cpu_flags(str(cpuinfo)) == {'fpu', 'sse3', 'avx2', 'fma'}
+    assert openblas.cpu_flags(str(tmp_path / 'missing')) == set()
+
+
+def test_apply_sets_the_recorded_core_unless_the_user_set_one(tmp_path, monkeypatch):
+    monkeypatch.delenv(openblas.VARIABLE, raising=False)
+    openblas.apply(str(tmp_path))  # no file: nothing set
+    assert openblas.VARIABLE not in os.environ
+    (tmp_path / openblas.ENV_FILE).write_text('# why\nOPENBLAS_CORETYPE=Haswell\n')
+    openblas.apply(str(tmp_path))
+    assert os.environ[openblas.VARIABLE] == 'Haswell'
+    monkeypatch.setenv(openblas.VARIABLE, 'Sandybridge')
+    openblas.apply(str(tmp_path))
+    assert os.environ[openblas.VARIABLE] == 'Sandybridge'
+    (tmp_path / openblas.ENV_FILE).write_text('# OpenBLAS picks Haswell itself\n')
+    assert openblas.recorded(str(tmp_path)) is None
+
+
+def caffe_bin():
+    with open(os.path.join(BUILD, 'caffe.env')) as f:
+        return dict(line.split('=', 1) for line in f.read().split('\n') if '=' in line)['CAFFE_BIN']
+
+
+def without_override():
+    return {k: v for k, v in os.environ.items() if k not in (openblas.VARIABLE, 'OPENBLAS_VERBOSE')}
+
+
+def expected_core():
+    """The core OpenBLAS should run with here: the setup's choice, else its own."""
+    detected, better = openblas.choose(caffe_bin())
+    if detected is None:
+        pytest.fail('the caffe binary links no OpenBLAS; the setup installs libopenblas-dev')
+    assert openblas.recorded(BUILD) == better, 'build/openblas.env is stale: run make setup'
+    return better or detected
+
+
+def test_setup_records_what_this_cpu_needs():
+    core = expected_core()
+    best = openblas.best_core(openblas.cpu_flags())
+    if best is not None and core.lower() in openblas.RANK:
+        assert openblas.RANK[core.lower()] >= openblas.RANK[best.lower()]
+
+
+def test_caffe_tool_runs_with_that_core():
+    out = subprocess.run([os.path.join(ROOT, 'tools', 'caffe'), '--version'],
+                         env=dict(without_override(), OPENBLAS_VERBOSE='2'),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True)
+    assert 'Core: %s' % expected_core() in out.stdout
+
+
+def test_venv_python_runs_pycaffe_with_that_core():
+    code = ('import sys, caffe, ctypes; lib = ctypes.CDLL(sys.argv[1]); '
+            'lib.openblas_get_corename.restype = ctypes.c_char_p; '
+            'print(lib.openblas_get_corename().decode())')
+    library = openblas.linked_library(caffe_bin())
+    out = subprocess.run([sys.executable, '-c', code, library], env=without_override(),
+                         stdout=subprocess.PIPE, text=True, check=True)
+    assert out.stdout.strip().lower() == expected_core().lower()

@@ -1,0 +1,116 @@
+"""OpenBLAS's kernel choice on CPUs it does not know.
+
+Debian's OpenBLAS (0.3.21) picks its kernels from the CPU model number; on a model newer than it
+knows (e.g. a 5th-generation Xeon, family 6 model 207) it falls back to its Prescott (SSE3)
+kernels, and Caffe's convolutions run at half speed or less although the CPU has AVX-512. The
+setup (tools/setup/openblas_core.py) asks OpenBLAS what it picked, and where that is below what
+the CPU's flags support, records the better core in build/openblas.env. `tools/caffe` and every
+Python process of the venv (through its .pth file, before anything loads OpenBLAS) then set
+OPENBLAS_CORETYPE to it, unless the user has set it already.
+
+Only cores this module ranks are ever overridden: a CPU OpenBLAS knows (AMD's Zen, a Cooperlake)
+keeps its own choice.
+"""
+import os
+import subprocess
+import sys
+
+ENV_FILE = 'openblas.env'
+VARIABLE = 'OPENBLAS_CORETYPE'
+
+# OpenBLAS's x86-64 core names, lower case, by the instruction set their kernels use.
+RANK = {'prescott': 1, 'core2': 1, 'penryn': 1, 'dunnington': 1, 'atom': 1, 'nehalem': 2,
+        'sandybridge': 3, 'haswell': 4, 'skylakex': 5}
+# The best core a CPU flag set supports, best first, as OpenBLAS spells it.
+BY_FLAGS = [('SkylakeX', {'avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl'}),
+            ('Haswell', {'avx2', 'fma'}),
+            ('Sandybridge', {'avx'})]
+
+
+def cpu_flags(cpuinfo='/proc/cpuinfo'):
+    """The first processor's flags (Linux); an empty set where there is no such file."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def best_core(flags):
+    for core, needs in BY_FLAGS:
+        if needs <= flags:
+            return core
+    return None
+
+
+def override(detected, flags):
+    """The core to set instead of OpenBLAS's own choice `detected`, or None to keep it."""
+    best = best_core(flags)
+    detected = (detected or '').lower()
+    if best is None or detected not in RANK:
+        return None
+    return best if RANK[detected] < RANK[best.lower()] else None
+
+
+def corename(library, coretype=None):
+    """The core OpenBLAS `library` picks in a fresh process, with OPENBLAS_CORETYPE=coretype
+    (None: unset)."""
+    env = dict(os.environ)
+    env.pop(VARIABLE, None)
+    if coretype:
+        env[VARIABLE] = coretype
+    code = ('import ctypes, sys; lib = ctypes.CDLL(sys.argv[1]); '
+            'lib.openblas_get_corename.restype = ctypes.c_char_p; '
+            'print(lib.openblas_get_corename().decode())')
+    out = subprocess.run([sys.executable, '-S', '-c', code, library], env=env, check=True,
+                         stdout=subprocess.PIPE, universal_newlines=True).stdout
+    return out.strip()
+
+
+def linked_library(binary):
+    """The libopenblas a binary loads (from ldd), or None when it links another BLAS."""
+    out = subprocess.run(['ldd', binary], stdout=subprocess.PIPE, universal_newlines=True,
+                         check=True).stdout
+    for line in out.splitlines():
+        parts = line.split('=>')
+        if len(parts) == 2 and 'openblas' in parts[0]:
+            path = parts[1].split('(')[0].strip()
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def choose(binary, flags=None):
+    """(core OpenBLAS picks for `binary`, core to record or None)."""
+    library = linked_library(binary)
+    if library is None:
+        return None, None
+    detected = corename(library)
+    better = override(detected, cpu_flags() if flags is None else flags)
+    # An OpenBLAS built without that kernel would ignore the setting: record only what works.
+    if better is not None and corename(library, better).lower() != better.lower():
+        better = None
+    return detected, better
+
+
+def recorded(build_dir):
+    """The core build/openblas.env records, or None."""
+    try:
+        with open(os.path.join(build_dir, ENV_FILE)) as f:
+            for line in f:
+                if line.startswith(VARIABLE + '='):
+                    return line.split('=', 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
+
+
+def apply(build_dir):
+    """Sets OPENBLAS_CORETYPE to the recorded core unless it is set already. Must run before
+    the process loads OpenBLAS (numpy or caffe): OpenBLAS reads it once, when loaded."""
+    core = recorded(build_dir)
+    if core:
+        os.environ.setdefault(VARIABLE, core)
