@@ -39,16 +39,55 @@ def test_cpu_flags_reads_the_first_processor(tmp_path):
 
 def test_apply_sets_the_recorded_core_unless_the_user_set_one(tmp_path, monkeypatch):
     monkeypatch.delenv(openblas.VARIABLE, raising=False)
-    openblas.apply(str(tmp_path))  # no file: nothing set
+    openblas.apply(str(tmp_path), AVX2)  # no file: nothing set
     assert openblas.VARIABLE not in os.environ
-    (tmp_path / openblas.ENV_FILE).write_text('# why\nOPENBLAS_CORETYPE=Haswell\n')
-    openblas.apply(str(tmp_path))
+    (tmp_path / openblas.ENV_FILE).write_text('# why\n' + openblas.env_text('Haswell'))
+    openblas.apply(str(tmp_path), AVX2)
     assert os.environ[openblas.VARIABLE] == 'Haswell'
     monkeypatch.setenv(openblas.VARIABLE, 'Sandybridge')
-    openblas.apply(str(tmp_path))
+    openblas.apply(str(tmp_path), AVX2)
     assert os.environ[openblas.VARIABLE] == 'Sandybridge'
     (tmp_path / openblas.ENV_FILE).write_text('# OpenBLAS picks Haswell itself\n')
     assert openblas.recorded(str(tmp_path)) is None
+
+
+def test_apply_skips_a_core_this_cpu_cannot_run(tmp_path, monkeypatch):
+    """A build folder made on an AVX-512 machine, used on an AVX2 one: OpenBLAS keeps its own."""
+    monkeypatch.delenv(openblas.VARIABLE, raising=False)
+    (tmp_path / openblas.ENV_FILE).write_text(openblas.env_text('SkylakeX'))
+    assert openblas.read_env(str(tmp_path)) == ('SkylakeX', set(openblas.needs('SkylakeX')))
+    openblas.apply(str(tmp_path), AVX2)
+    assert openblas.VARIABLE not in os.environ
+    openblas.apply(str(tmp_path), AVX512)
+    assert os.environ[openblas.VARIABLE] == 'SkylakeX'
+
+
+def test_caffe_tool_skips_a_core_this_cpu_cannot_run(tmp_path):
+    """tools/caffe's own check of the flags (in bash), on a copy of the tools with a recorded
+    core that needs a flag no CPU has."""
+    for name in ('tools', 'build'):
+        (tmp_path / name).mkdir()
+    (tmp_path / 'tools' / 'caffe').write_text(open(os.path.join(ROOT, 'tools', 'caffe')).read())
+    env = open(os.path.join(BUILD, 'caffe.env')).read()
+    (tmp_path / 'build' / 'caffe.env').write_text(env)
+    (tmp_path / 'build' / 'plugin' / 'lib').mkdir(parents=True)
+    plugin = os.path.join(BUILD, 'plugin', 'lib', 'libmlic_layers.so')
+    os.symlink(plugin, str(tmp_path / 'build' / 'plugin' / 'lib' / 'libmlic_layers.so'))
+    # Sandybridge: a core OpenBLAS itself picks only on CPUs of 2011-2012, runnable on any CPU
+    # with AVX.
+    assert 'avx' in openblas.cpu_flags()
+    for needs, expected in (('avx', 'Core: Sandybridge'), ('no_cpu_has_this avx', None)):
+        (tmp_path / 'build' / openblas.ENV_FILE).write_text(
+            'OPENBLAS_CORETYPE=Sandybridge\nOPENBLAS_CORETYPE_NEEDS="%s"\n' % needs)
+        out = subprocess.run(['bash', str(tmp_path / 'tools' / 'caffe'), '--version'],
+                             env=dict(without_override(), OPENBLAS_VERBOSE='2',
+                                      MLIC_PLUGIN=plugin),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             check=True)
+        if expected:
+            assert expected in out.stdout
+        else:
+            assert 'Core: Sandybridge' not in out.stdout and 'Core: ' in out.stdout
 
 
 def caffe_bin():

@@ -9,7 +9,9 @@ Python process of the venv (through its .pth file, before anything loads OpenBLA
 OPENBLAS_CORETYPE to it, unless the user has set it already.
 
 Only cores this module ranks are ever overridden: a CPU OpenBLAS knows (AMD's Zen, a Cooperlake)
-keeps its own choice.
+keeps its own choice. The file also lists the CPU flags the core needs, and the setting applies
+only on a CPU that has them: a build folder made on one machine (a Docker image, a shared home)
+must not run AVX-512 kernels on another without them.
 """
 import os
 import subprocess
@@ -17,6 +19,7 @@ import sys
 
 ENV_FILE = 'openblas.env'
 VARIABLE = 'OPENBLAS_CORETYPE'
+NEEDS = 'OPENBLAS_CORETYPE_NEEDS'
 
 # OpenBLAS's x86-64 core names, lower case, by the instruction set their kernels use.
 RANK = {'prescott': 1, 'core2': 1, 'penryn': 1, 'dunnington': 1, 'atom': 1, 'nehalem': 2,
@@ -96,21 +99,41 @@ def choose(binary, flags=None):
     return detected, better
 
 
-def recorded(build_dir):
-    """The core build/openblas.env records, or None."""
+def needs(core):
+    """The CPU flags a core of BY_FLAGS needs, as a sorted list."""
+    return sorted(dict(BY_FLAGS)[core])
+
+
+def env_text(core):
+    """The lines of build/openblas.env that set `core` (shell syntax: tools/caffe sources it)."""
+    return '%s=%s\n%s="%s"\n' % (VARIABLE, core, NEEDS, ' '.join(needs(core)))
+
+
+def read_env(build_dir):
+    """(core, flags it needs) that build/openblas.env records, or (None, None)."""
+    values = {}
     try:
         with open(os.path.join(build_dir, ENV_FILE)) as f:
             for line in f:
-                if line.startswith(VARIABLE + '='):
-                    return line.split('=', 1)[1].strip() or None
+                if '=' in line and not line.startswith('#'):
+                    key, value = line.strip().split('=', 1)
+                    values[key] = value.strip('"')
     except OSError:
         pass
-    return None
+    if not values.get(VARIABLE):
+        return None, None
+    return values[VARIABLE], set(values.get(NEEDS, '').split())
 
 
-def apply(build_dir):
-    """Sets OPENBLAS_CORETYPE to the recorded core unless it is set already. Must run before
-    the process loads OpenBLAS (numpy or caffe): OpenBLAS reads it once, when loaded."""
-    core = recorded(build_dir)
-    if core:
+def recorded(build_dir):
+    """The core build/openblas.env records, or None."""
+    return read_env(build_dir)[0]
+
+
+def apply(build_dir, flags=None):
+    """Sets OPENBLAS_CORETYPE to the recorded core unless it is set already or this CPU lacks
+    a flag the core needs. Must run before the process loads OpenBLAS (numpy or caffe): OpenBLAS
+    reads it once, when loaded."""
+    core, required = read_env(build_dir)
+    if core and required <= (cpu_flags() if flags is None else flags):
         os.environ.setdefault(VARIABLE, core)

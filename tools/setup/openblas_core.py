@@ -27,8 +27,9 @@ def main():
         text = '# OpenBLAS picks its %s kernels itself here: nothing to set\n' % detected
         said = 'OpenBLAS uses its %s kernels' % detected
     else:
-        text = ('# OpenBLAS picks %s on this CPU, whose flags support %s (tools/mlic/openblas.py)\n'
-                '%s=%s\n' % (detected, better, openblas.VARIABLE, better))
+        text = ('# OpenBLAS picks %s on this CPU, whose flags support %s (tools/mlic/openblas.py);\n'
+                '# applied only on a CPU with the flags listed\n' % (detected, better)
+                + openblas.env_text(better))
         said = 'OpenBLAS would pick %s on this CPU; %s=%s recorded' % (
             detected, openblas.VARIABLE, better)
     old = open(args.out_file).read() if os.path.exists(args.out_file) else None
