@@ -123,10 +123,14 @@ def test_caffe_tool_runs_with_that_core():
 
 
 def test_venv_python_runs_pycaffe_with_that_core():
-    code = ('import sys, caffe, ctypes; lib = ctypes.CDLL(sys.argv[1]); '
-            'lib.openblas_get_corename.restype = ctypes.c_char_p; '
-            'print(lib.openblas_get_corename().decode())')
-    library = openblas.linked_library(caffe_bin())
-    out = subprocess.run([sys.executable, '-c', code, library], env=without_override(),
+    """A fresh venv process: the .pth sets the core before pycaffe loads OpenBLAS, and
+    loaded_core (the benchmarks print it) reads what was loaded."""
+    code = 'import caffe; from mlic import openblas; print(openblas.loaded_core())'
+    out = subprocess.run([sys.executable, '-c', code], env=without_override(),
                          stdout=subprocess.PIPE, text=True, check=True)
     assert out.stdout.strip().lower() == expected_core().lower()
+    # Without caffe nothing has loaded the system OpenBLAS.
+    out = subprocess.run([sys.executable, '-c', 'from mlic import openblas; '
+                          'print(openblas.loaded_core())'], env=without_override(),
+                         stdout=subprocess.PIPE, text=True, check=True)
+    assert out.stdout.strip() == 'None'

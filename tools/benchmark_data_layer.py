@@ -20,6 +20,7 @@ import numpy as np
 
 import caffe
 import caffe_layers  # noqa: F401  (registers our layers)
+from mlic import openblas
 from mlic.datalist import format_line
 
 SCALES = [0.714286, 0.857143, 1, 1.095239, 1.238096]
@@ -157,9 +158,10 @@ def main():
         plain_loop_images_per_s(folder, args.images, 1)  # warm the file cache
         plain, plain_cpu = plain_loop_images_per_s(folder, args.images, rounds)
         layer, layer_cpu = data_layer_images_per_s(folder, args)
-        print('cores: %d (load average %.1f), data layer workers: %d, prefetch: %d, batch: %d'
-              % (os.cpu_count(), os.getloadavg()[0], args.workers, args.prefetch,
-                 args.batch_size))
+        print('cores: %d (load average %.1f), OpenBLAS kernels: %s, data layer workers: %d, '
+              'prefetch: %d, batch: %d' % (os.cpu_count(), os.getloadavg()[0],
+                                            openblas.loaded_core(), args.workers, args.prefetch,
+                                            args.batch_size))
         print('plain OpenCV decode + resize to %d: %.1f images/s, %.1f ms CPU per image'
               % (SIZE, plain, 1000 * plain_cpu))
         print('data layer (5 scales, mirror, mean): %.1f images/s, %.1f ms CPU per image '

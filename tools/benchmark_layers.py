@@ -30,6 +30,7 @@ import caffe  # noqa: E402
 import caffe_layers  # noqa: E402,F401  (registers the plugin's layer types)
 from caffe.proto import caffe_pb2  # noqa: E402
 import mlic_layers_pb2  # noqa: E402  (generated with the plugin; on the path after caffe_layers)
+from mlic import openblas  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_LAYER = 'MultiLabelRoIDataLayer'
@@ -232,6 +233,7 @@ def main():
     header = '%-8s %-22s %-32s %10s %10s %10s  %-14s %10s %7s' % (
         'sizes', 'layer', 'inputs', 'fwd ms', 'bwd ms', 'total ms', 'stock', 'stock ms',
         'ratio')
+    print('CPU, OpenBLAS kernels: %s' % openblas.loaded_core())
     print(header)
     print('-' * len(header))
     failures = []

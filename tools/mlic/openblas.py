@@ -73,6 +73,17 @@ def corename(library, coretype=None):
     return out.strip()
 
 
+def loaded_core():
+    """The core of the OpenBLAS this process has loaded (import caffe first), or None."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL('libopenblas.so.0', mode=getattr(os, 'RTLD_NOLOAD', 4) | ctypes.RTLD_GLOBAL)
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+    except (OSError, AttributeError):
+        return None
+    return lib.openblas_get_corename().decode()
+
+
 def linked_library(binary):
     """The libopenblas a binary loads (from ldd), or None when it links another BLAS."""
     out = subprocess.run(['ldd', binary], stdout=subprocess.PIPE, universal_newlines=True,
