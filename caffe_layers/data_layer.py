@@ -124,9 +124,9 @@ def check_param(param):
 
 
 def extra_tops(param):
-    """(top name, field, loader) of the tops after data and label_roi that param asks for, in
-    top order."""
-    return [(name, field, load) for name, field, load in (
+    """(top name, loader) of the tops after data and label_roi that param asks for, in top
+    order."""
+    return [(name, load) for name, field, load in (
         ('soft_target', 'soft_targets', load_soft_targets),
         ('roi_target', 'roi_targets', load_roi_targets)) if getattr(param, field)]
 
@@ -356,7 +356,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         self.param = param = parse_param(self.param_str)
         check_param(param)
         extra = extra_tops(param)
-        names = ['data', 'label_roi'] + [name for name, _, _ in extra]
+        names = ['data', 'label_roi'] + [name for name, _ in extra]
         if len(top) != len(names):
             raise DataLayerError('top', 'takes %d top blobs (%s), got %d'
                                  % (len(names), ', '.join(names), len(top)))
@@ -371,7 +371,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         self.skipped = 0
         # The teacher's outputs, per image and side: gathered here, not by the workers, so that
         # a memory-mapped file is read once per batch and not sent through the result queue.
-        self.targets = [load(param, len(self.datalist)) for _, _, load in extra]
+        self.targets = [load(param, len(self.datalist)) for _, load in extra]
         self.start_workers(BatchMaker(param, self.datalist), train)
         self.batch = None
         log.info('%s: %d images from %s, batch %d, %s phase', LAYER, len(self.datalist),

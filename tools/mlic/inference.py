@@ -20,6 +20,14 @@ class TestSet(object):
         self.labels = np.array([e.labels for e in datalist], dtype=np.float32)
         self.proposals = np.array([pad_proposals(e.proposals, bbox_num)[0] for e in datalist])
 
+    def subset(self, part):
+        """The images `part` (a slice) of this set, as a TestSet of the same list."""
+        subset = object.__new__(TestSet)
+        subset.path = self.path
+        subset.images, subset.labels, subset.proposals = (
+            self.images[part], self.labels[part], self.proposals[part])
+        return subset
+
 
 def read_datalist(path, num_classes, bbox_num, root_folder=''):
     return TestSet(path, num_classes, bbox_num, root_folder)
@@ -124,8 +132,7 @@ def _shared_array(shape):
 def _fill_teacher_targets(deploy, weights, train, cfg, part, soft, features):
     """Images `part` (a slice) of train: their rows of soft and features, both sides."""
     net = open_net(deploy, weights)
-    subset = type('Part', (), {'images': train.images[part],
-                               'proposals': train.proposals[part]})
+    subset = train.subset(part)
     for side in (0, 1):
         soft[part, side] = predict_teacher(
             None, None, subset, cfg, mirror=bool(side), net=net,
@@ -168,7 +175,7 @@ def teacher_targets(deploy, weights, train, cfg, soft_path=None, roi_path=None, 
         failed = [(part, process.exitcode) for part, process in zip(parts, processes)
                   if process.exitcode != 0]
         if failed:
-            (part, code), = failed[:1]
+            part, code = failed[0]
             raise RuntimeError('teacher_targets: the worker for images %d..%d of %s failed '
                                '(exit code %s; its error is above)'
                                % (part.start + 1, part.stop, train.path, code))

@@ -14,7 +14,6 @@ only on a CPU that has them: a build folder made on one machine (a Docker image,
 must not run AVX-512 kernels on another without them.
 """
 import os
-import subprocess
 import sys
 
 ENV_FILE = 'openblas.env'
@@ -65,19 +64,25 @@ def corename(library, coretype=None):
     env.pop(VARIABLE, None)
     if coretype:
         env[VARIABLE] = coretype
-    code = ('import ctypes, sys; lib = ctypes.CDLL(sys.argv[1]); '
-            'lib.openblas_get_corename.restype = ctypes.c_char_p; '
-            'print(lib.openblas_get_corename().decode())')
-    out = subprocess.run([sys.executable, '-S', '-c', code, library], env=env, check=True,
-                         stdout=subprocess.PIPE, universal_newlines=True).stdout
+    # -S: without the venv's .pth, which would set the variable again.
+    code = ('import sys; sys.path.insert(0, sys.argv[1]); from mlic import openblas; '
+            'print(openblas.loaded_core(sys.argv[2]))')
+    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import subprocess  # here: the module is imported at every start of the venv's Python
+    out = subprocess.run([sys.executable, '-S', '-c', code, tools, library], env=env,
+                         check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout
     return out.strip()
 
 
-def loaded_core():
-    """The core of the OpenBLAS this process has loaded (import caffe first), or None."""
+def loaded_core(library=None):
+    """The core of OpenBLAS `library` (loaded by this call), or of the OpenBLAS this process has
+    already loaded (import caffe first); None where there is none."""
     import ctypes
     try:
-        lib = ctypes.CDLL('libopenblas.so.0', mode=getattr(os, 'RTLD_NOLOAD', 4) | ctypes.RTLD_GLOBAL)
+        if library:
+            lib = ctypes.CDLL(library)
+        else:
+            lib = ctypes.CDLL('libopenblas.so.0', mode=getattr(os, 'RTLD_NOLOAD', 4))
         lib.openblas_get_corename.restype = ctypes.c_char_p
     except (OSError, AttributeError):
         return None
@@ -86,6 +91,7 @@ def loaded_core():
 
 def linked_library(binary):
     """The libopenblas a binary loads (from ldd), or None when it links another BLAS."""
+    import subprocess
     out = subprocess.run(['ldd', binary], stdout=subprocess.PIPE, universal_newlines=True,
                          check=True).stdout
     for line in out.splitlines():
