@@ -55,4 +55,4 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     again = run_demo(folder)
     assert again.returncode == 0, again.stdout[-3000:]
     assert 'training' not in again.stdout and 'generating' not in again.stdout
-    assert again.stdout.count('done already') == 12  # data, proposals, pretrain .. evaluate
+    assert again.stdout.count('done already') == 13  # data, proposals, pretrain .. evaluate

@@ -162,6 +162,33 @@ def test_precomputed_teacher_outputs_add_a_step_that_the_nets_reading_them_wait_
     assert 'teacher_targets' not in online.seed_steps(1)['stage2'][0]
 
 
+def test_the_teacher_is_evaluated_when_no_training_is_left_to_start(tmp_path):
+    # Its own step, after the targets (one process per job), ranked after every training: with
+    # two jobs it runs beside the last student instead of adding to the end of the run.
+    for soft in ('precomputed', 'online'):
+        config = demo_config(soft_targets=soft, roi_targets=soft)
+        steps = pipeline.Pipeline(config, str(tmp_path)).seed_steps(1)
+        precomputed = ('teacher_targets',) if soft == 'precomputed' else ()
+        assert steps['teacher_eval'][0] == ('nets', 'teacher') + precomputed
+        assert 'teacher_eval' in steps['evaluate'][0]
+    rank = pipeline.SEED_STEPS.index
+    assert all(rank('teacher_eval') > rank(name) for name in pipeline.TRAININGS)
+    assert rank('teacher_eval') < rank('evaluate')
+
+
+def test_the_number_of_proposal_workers_is_not_part_of_the_proposals_key(tmp_path):
+    keys = {}
+    for workers, bbox_num in ((1, 16), (2, 16), (1, 24)):
+        config = demo_config()
+        config['proposals'].update(workers=workers, bbox_num=bbox_num)
+        demo = pipeline.Pipeline(config, str(tmp_path))
+        demo.data_key, demo.data_dir = 'the data', str(tmp_path)
+        demo.run_step = lambda step, body, describe: keys.setdefault((workers, bbox_num),
+                                                                      step.key)
+        demo.proposals()
+    assert keys[(1, 16)] == keys[(2, 16)] != keys[(1, 24)]
+
+
 def test_roi_targets_that_the_disk_cannot_hold_are_refused_before_the_teacher_runs(
         tmp_path, monkeypatch):
     demo = pipeline.Pipeline(demo_config(roi_targets='precomputed'), str(tmp_path))

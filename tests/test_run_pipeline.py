@@ -104,7 +104,7 @@ def test_whole_method_on_user_datalists_then_a_rerun_redoes_nothing(user_data, t
     assert run_pipeline.main(['--config', config]) == 0
     again = capfd.readouterr().err
     assert 'training' not in again and 'checking' not in again
-    assert again.count('done already') == 9  # datalists, nets, six trainings, evaluate
+    assert again.count('done already') == 10  # datalists, nets, 6 trainings, 2 evaluations
 
     # The datalists are fingerprinted by content: a touched list is still done, a changed one
     # is checked again.

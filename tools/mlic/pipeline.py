@@ -15,8 +15,9 @@ stage 1 and the students that start from it, not the teacher):
   then per seed:
   nets          the nets and solvers (tools/mlic/netgen.py), one copy per training
   teacher       WSDDN trained on image labels
-  teacher_eval  its classification metrics, detection AP and CorLoc on the test split (in
-                evaluate; detection needs ground-truth boxes)
+  teacher_eval  its classification metrics, detection AP and CorLoc on the test split
+                (detection needs ground-truth boxes); it runs when a job has no training left
+                to start, after the teacher's targets, which take every core
   teacher_targets  with [nets] soft_targets or roi_targets = "precomputed": the teacher's
                 stage-2 soft targets (for both stage-2 nets) and its stage-1 RoI features of
                 every train image, as read and mirrored, computed once
@@ -25,7 +26,7 @@ stage 1 and the students that start from it, not the teacher):
   student       the same student on labels only ("w/o KD")
   stage1_only   stage 1, then labels only (ablation)
   stage2_only   stage 2 from the initial student (ablation)
-  evaluate      every student on the test split
+  evaluate      every student on the test split, with the teacher's results beside them
   and finally:
   report        the table (Markdown, JSON), training curves and the top-3 figure
 
@@ -48,7 +49,7 @@ import numpy as np
 from mlic import caffe_train
 
 SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
-              'stage2_only', 'evaluate')
+              'stage2_only', 'teacher_eval', 'evaluate')
 TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
 STUDENT_ROWS = (('student', 'Student w/o KD'), ('stage1_only', 'Stage 1 only'),
                 ('stage2_only', 'Stage 2 only'), ('stage2', 'Student w/ KD'))
@@ -443,7 +444,9 @@ class Pipeline(object):
         from mlic import proposals
         settings = self.config['proposals']
         size = self.config['data']['image_size']
-        step = self.step('proposals', self.data_key, settings)
+        # How many processes compute them changes nothing in them.
+        step = self.step('proposals', self.data_key,
+                         {k: v for k, v in settings.items() if k != 'workers'})
 
         def body(step):
             method = proposals.proposal_settings(settings['method'],
@@ -781,8 +784,11 @@ class Pipeline(object):
                 seed, 'student', 'student', [], lambda step: pretrained)),
             'stage1_only': (('nets', 'stage1'), stage1_only),
             'stage2_only': (('nets', 'teacher') + soft, stage2_only),
-            'evaluate': (('nets',) + TRAININGS, lambda done: self.evaluate(
-                seed, {name: done[name] for name in TRAININGS})),
+            # After the targets (when precomputed): they run one process per job.
+            'teacher_eval': (('nets', 'teacher') + ('teacher_targets',) * bool(precomputed),
+                             lambda done: self.teacher_eval(seed, done['teacher'])),
+            'evaluate': (('nets', 'teacher_eval') + TRAININGS, lambda done: self.evaluate(
+                seed, {name: done[name] for name in TRAININGS}, done['teacher_eval'])),
         }
         if precomputed:
             steps['teacher_targets'] = (('nets', 'teacher'), lambda done: self.teacher_targets(
@@ -808,41 +814,70 @@ class Pipeline(object):
         return {seed: done[(seed, 'evaluate')] for seed in seeds if (seed, 'evaluate') in done}
 
     # ---- evaluation
-    def evaluate(self, seed, trained):
+    def run_results_step(self, step, make, describe):
+        """Runs a step whose output is the dict that make(step) returns, kept as its
+        results.json; returns that dict, read back (also when the step was done already)."""
+        path = os.path.join(step.dir, 'results.json')
+
+        def body(step):
+            results = make(step)
+            with open(path, 'w') as f:
+                json.dump(results, f, indent=1)
+        self.run_step(step, body, describe)
+        with open(path) as f:
+            return json.load(f)
+
+    def test_set(self):
+        from mlic import inference
+        return inference.read_datalist(self.datalists['test'], len(self.classes),
+                                       self.cfg['num_proposals'], self.root_folder)
+
+    def teacher_eval(self, seed, teacher):
+        """The teacher's classification (and, with the test boxes, detection) results; a step of
+        its own so that it runs beside the last students instead of after them."""
         from mlic import detection, evaluation, inference
         boxes_key = (file_fingerprint(self.test_boxes, self.hash_cache())
                      if self.test_boxes else None)
-        step = self.step('evaluate', [s.key for s in trained.values()],
-                         self.files_key(seed, 'wsddn_deploy', 'student_deploy'),
+        step = self.step('teacher_eval', teacher.key, self.files_key(seed, 'wsddn_deploy'),
                          *self.user_inputs(boxes_key), folder=self.seed_folder(seed))
-        results_path = os.path.join(step.dir, 'results.json')
 
-        def body(step):
-            test = inference.read_datalist(self.datalists['test'], len(self.classes),
-                                           self.cfg['num_proposals'], self.root_folder)
-            results = {}
-            teacher = inference.predict_teacher(self.seed_nets[seed]['wsddn_deploy'],
-                                                trained['teacher'].weights, test, self.cfg)
-            results['teacher'] = evaluation.evaluate(teacher['scores'], test.labels)
+        def make(step):
+            test = self.test_set()
+            predicted = inference.predict_teacher(self.seed_nets[seed]['wsddn_deploy'],
+                                                  teacher.weights, test, self.cfg)
+            results = {'teacher': evaluation.evaluate(predicted['scores'], test.labels)}
             if self.test_boxes:
                 size = self.cfg['image_size']
                 ground_truth = inference.read_ground_truth(self.test_boxes, test.images,
                                                            self.root_folder, (size, size))
                 results['teacher_detection'] = detection.detection_average_precision(
-                    teacher['boxes'], teacher['proposal_scores'], ground_truth)
+                    predicted['boxes'], predicted['proposal_scores'], ground_truth)
                 results['teacher_corloc'] = detection.corloc(
-                    teacher['boxes'], teacher['proposal_scores'], ground_truth, test.labels)
-            np.save(os.path.join(step.dir, 'teacher_scores.npy'), teacher['scores'])
-            for name, _ in STUDENT_ROWS:
+                    predicted['boxes'], predicted['proposal_scores'], ground_truth,
+                    test.labels)
+            np.save(os.path.join(step.dir, 'teacher_scores.npy'), predicted['scores'])
+            return results
+        results = self.run_results_step(step, make, 'the teacher on the test split')
+        results['key'] = step.key
+        return results
+
+    def evaluate(self, seed, trained, teacher_results):
+        from mlic import evaluation, inference
+        students = [name for name, _ in STUDENT_ROWS]
+        step = self.step('evaluate', [trained[name].key for name in students],
+                         teacher_results['key'], self.files_key(seed, 'student_deploy'),
+                         folder=self.seed_folder(seed))
+
+        def make(step):
+            test = self.test_set()
+            results = {key: value for key, value in teacher_results.items() if key != 'key'}
+            for name in students:
                 scores = inference.predict_student(self.seed_nets[seed]['student_deploy'],
                                                    trained[name].weights, test, self.cfg)
                 np.save(os.path.join(step.dir, name + '_scores.npy'), scores)
                 results[name] = evaluation.evaluate(scores, test.labels)
-            with open(results_path, 'w') as f:
-                json.dump(results, f, indent=1)
-        self.run_step(step, body, 'teacher and students on the %s split' % 'test')
-        with open(results_path) as f:
-            results = json.load(f)
+            return results
+        results = self.run_results_step(step, make, 'the students on the test split')
         results['folder'] = step.dir
         results['logs'] = {name: os.path.join(s.dir, 'train.log') for name, s in trained.items()}
         return results
@@ -922,9 +957,8 @@ class Pipeline(object):
         return table
 
     def top3_figure(self, results, count=6):
-        from mlic import inference, plots
-        test = inference.read_datalist(self.datalists['test'], len(self.classes),
-                                       self.cfg['num_proposals'], self.root_folder)
+        from mlic import plots
+        test = self.test_set()
         without = np.load(os.path.join(results['folder'], 'student_scores.npy'))
         with_kd = np.load(os.path.join(results['folder'], 'stage2_scores.npy'))
         plots.plot_top_k_comparison(test.images[:count], without[:count], with_kd[:count],
