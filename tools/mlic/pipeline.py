@@ -785,7 +785,7 @@ class Pipeline(object):
             'stage1_only': (('nets', 'stage1'), stage1_only),
             'stage2_only': (('nets', 'teacher') + soft, stage2_only),
             # After the targets (when precomputed): they run one process per job.
-            'teacher_eval': (('nets', 'teacher') + ('teacher_targets',) * bool(precomputed),
+            'teacher_eval': (('nets', 'teacher') + (soft or roi),
                              lambda done: self.teacher_eval(seed, done['teacher'])),
             'evaluate': (('nets', 'teacher_eval') + TRAININGS, lambda done: self.evaluate(
                 seed, {name: done[name] for name in TRAININGS}, done['teacher_eval'])),
@@ -833,8 +833,9 @@ class Pipeline(object):
                                        self.cfg['num_proposals'], self.root_folder)
 
     def teacher_eval(self, seed, teacher):
-        """The teacher's classification (and, with the test boxes, detection) results; a step of
-        its own so that it runs beside the last students instead of after them."""
+        """The teacher's classification (and, with the test boxes, detection) results in its
+        Step's results.json; a step of its own so that it runs beside the last students instead
+        of after them. Returns the Step."""
         from mlic import detection, evaluation, inference
         boxes_key = (file_fingerprint(self.test_boxes, self.hash_cache())
                      if self.test_boxes else None)
@@ -857,20 +858,20 @@ class Pipeline(object):
                     test.labels)
             np.save(os.path.join(step.dir, 'teacher_scores.npy'), predicted['scores'])
             return results
-        results = self.run_results_step(step, make, 'the teacher on the test split')
-        results['key'] = step.key
-        return results
+        self.run_results_step(step, make, 'the teacher on the test split')
+        return step
 
-    def evaluate(self, seed, trained, teacher_results):
+    def evaluate(self, seed, trained, teacher_eval):
         from mlic import evaluation, inference
         students = [name for name, _ in STUDENT_ROWS]
         step = self.step('evaluate', [trained[name].key for name in students],
-                         teacher_results['key'], self.files_key(seed, 'student_deploy'),
+                         teacher_eval.key, self.files_key(seed, 'student_deploy'),
                          folder=self.seed_folder(seed))
 
         def make(step):
             test = self.test_set()
-            results = {key: value for key, value in teacher_results.items() if key != 'key'}
+            with open(os.path.join(teacher_eval.dir, 'results.json')) as f:
+                results = json.load(f)
             for name in students:
                 scores = inference.predict_student(self.seed_nets[seed]['student_deploy'],
                                                    trained[name].weights, test, self.cfg)
