@@ -36,7 +36,6 @@ trains from scratch.
 """
 import copy
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -47,21 +46,15 @@ import time
 import numpy as np
 
 from mlic import caffe_train
+from mlic.report import STUDENT_ROWS, TRAININGS
+from mlic.steps import Step, file_fingerprint, fingerprint, log, run_graph  # noqa: F401
 
 SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
               'stage2_only', 'teacher_eval', 'evaluate')
-TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
-STUDENT_ROWS = (('student', 'Student w/o KD'), ('stage1_only', 'Stage 1 only'),
-                ('stage2_only', 'Stage 2 only'), ('stage2', 'Student w/ KD'))
 
 
 class ConfigError(ValueError):
     """A config that cannot be run: names the config file and the key."""
-
-
-def log(message):
-    sys.stderr.write('%s %s\n' % (time.strftime('%H:%M:%S'), message))
-    sys.stderr.flush()
 
 
 def deep_update(base, overrides, where='config'):
@@ -76,89 +69,6 @@ def deep_update(base, overrides, where='config'):
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def run_graph(graph, wanted, jobs=1, order=None):
-    """Runs the steps that `wanted` need, each once the steps it needs are done, up to `jobs`
-    at a time in threads (a training's work is its caffe process); returns {key: result}.
-
-    graph: {key: (keys it needs, callable(done) -> result)}, where done maps the keys it needs
-    to their results. order(key): among the steps ready at once, the smallest starts first.
-    A failing step lets the running ones finish (their snapshots resume the next run), starts
-    no more and is raised."""
-    from concurrent import futures
-    needed, stack = set(), list(wanted)
-    while stack:
-        key = stack.pop()
-        if key not in graph:
-            raise KeyError('no step %r' % (key,))
-        if key not in needed:
-            needed.add(key)
-            stack.extend(graph[key][0])
-    describe = lambda key: ' '.join(map(str, key)) if isinstance(key, tuple) else str(key)  # noqa
-    done, running, failure = {}, {}, None
-    with futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        while True:
-            if failure is None:
-                ready = sorted((key for key in needed if key not in done
-                                and key not in running.values()
-                                and all(need in done for need in graph[key][0])), key=order)
-                for key in ready[:jobs - len(running)]:
-                    needs, run = graph[key]
-                    running[pool.submit(run, {need: done[need] for need in needs})] = key
-            if not running:
-                break
-            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-            for future in finished:
-                key = running.pop(future)
-                if future.exception() is not None:
-                    if failure is None:
-                        failure = future.exception()
-                        if running:
-                            log('%s failed; waiting for the %d step(s) still running'
-                                % (describe(key), len(running)))
-                else:
-                    done[key] = future.result()
-    if failure is not None:
-        raise failure
-    stuck = sorted(map(describe, needed - set(done)))
-    if stuck:
-        raise ValueError('steps that need each other: %s' % ', '.join(stuck))
-    return done
-
-
-def fingerprint(*parts):
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-class Step(object):
-    """A step's folder and its completion marker (the fingerprint of what it was made from)."""
-
-    def __init__(self, folder, name, key):
-        self.name, self.key = name, key
-        self.dir = os.path.join(folder, name)
-        self.marker = os.path.join(self.dir, 'DONE')
-
-    def done(self):
-        if not os.path.exists(self.marker):
-            return False
-        with open(self.marker) as f:
-            return f.read().strip() == self.key
-
-    def finish(self):
-        with open(self.marker, 'w') as f:
-            f.write(self.key + '\n')
-
-    def start(self):
-        # A step redone from scratch must not pick up stale snapshots of other settings; a step
-        # interrupted with the same settings keeps its snapshots and resumes from them.
-        stamp = os.path.join(self.dir, 'SETTINGS')
-        if os.path.exists(stamp) and open(stamp).read().strip() != self.key:
-            shutil.rmtree(self.dir)
-        os.makedirs(self.dir, exist_ok=True)
-        with open(stamp, 'w') as f:
-            f.write(self.key + '\n')
 
 
 def add_run_arguments(parser):
@@ -279,29 +189,6 @@ def net_config(config, num_classes):
     except ValueError as error:
         raise ConfigError('%s: [nets]: %s' % (where, error))
     return cfg
-
-
-def file_fingerprint(path, cache_path):
-    """sha256 of a file's content. A changed file changes it; a file only touched does not. The
-    hashes are kept in cache_path by (size, mtime), so an unchanged file is read once."""
-    path = os.path.abspath(path)
-    stat = os.stat(path)
-    cache = {}
-    if os.path.exists(cache_path):
-        with open(cache_path) as f:
-            cache = json.load(f)
-    stamp = [stat.st_size, stat.st_mtime_ns]
-    if path in cache and cache[path][:2] == stamp:
-        return cache[path][2]
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 22), b''):
-            digest.update(block)
-    cache[path] = stamp + [digest.hexdigest()]
-    with open(cache_path + '.tmp', 'w') as f:
-        json.dump(cache, f, indent=1)
-    os.replace(cache_path + '.tmp', cache_path)
-    return cache[path][2]
 
 
 def resolve_paths(config, root):
@@ -927,41 +814,6 @@ class Pipeline(object):
         return report
 
     def report(self, seeds, per_seed):
-        from mlic import caffe_log, plots
-        rows = [('Teacher (WSDDN)', [r['teacher'] for r in per_seed])]
-        rows += [(label, [r[name] for r in per_seed]) for name, label in STUDENT_ROWS]
-        table = plots.results_table(rows)
-        markdown = os.path.join(self.folder, 'results.md')
-        plots.write_results_table(table, markdown, os.path.join(self.folder, 'results.json'))
-        first = per_seed[0]
-        plots.plot_training_curves(
-            [(name, caffe_log.parse_log(first['logs'][name])) for name in TRAININGS],
-            os.path.join(self.folder, 'training_curves.png'))
-        self.top3_figure(first)
-        if 'teacher_detection' in first:
-            lines = ['', 'Teacher detection on the test split (seed %d): VOC07 mAP@0.5 %.1f, '
-                     'CorLoc %.1f' % (seeds[0], 100 * first['teacher_detection']['mAP'],
-                                      100 * first['teacher_corloc']['mean_corloc'])]
-        else:
-            lines = ['', 'Teacher detection: not measured (no ground-truth boxes of the test '
-                     'split; set datalists.test_boxes in %s to measure mAP@0.5 and CorLoc)'
-                     % self.where]
-        if self.timings:
-            lines += ['', 'Steps run this time:', '', '| step | seconds |', '|---|---|']
-            lines += ['| %s | %.0f |' % (os.path.relpath(d, self.folder), t)
-                      for d, t in self.timings]
-        with open(markdown, 'a') as f:
-            f.write('\n'.join(lines) + '\n')
-        with open(markdown) as f:
-            text = f.read()
-        print(text)
-        return table
-
-    def top3_figure(self, results, count=6):
-        from mlic import plots
-        test = self.test_set()
-        without = np.load(os.path.join(results['folder'], 'student_scores.npy'))
-        with_kd = np.load(os.path.join(results['folder'], 'stage2_scores.npy'))
-        plots.plot_top_k_comparison(test.images[:count], without[:count], with_kd[:count],
-                                    test.labels[:count], self.classes,
-                                    os.path.join(self.folder, 'top3_examples.png'))
+        from mlic import report
+        return report.write_report(self.folder, seeds, per_seed, self.test_set(), self.classes,
+                                   self.timings, self.where)
