@@ -124,18 +124,20 @@ def test_each_training_gets_its_share_of_the_cores(tmp_path, monkeypatch):
 
 
 def demo_config(**nets):
-    config = pipeline.load_config(pipeline.os.path.join(pipeline.caffe_train.ROOT, 'tools',
-                                                        'demo.toml'), quick=True)
-    config['nets'].update(nets)
-    return config
+    """The quick demo's config with `nets` over its [nets] table, checked as a file's."""
+    return pipeline.load_config(pipeline.os.path.join(pipeline.caffe_train.ROOT, 'tools',
+                                                      'demo.toml'), quick=True,
+                                overrides={'nets': nets})
 
 
 @pytest.mark.parametrize('key', ['soft_targets', 'roi_targets'])
 def test_teacher_outputs_are_online_or_precomputed(key):
     assert pipeline.net_config(demo_config(**{key: 'online'}), 10)[key] is None
     assert pipeline.net_config(demo_config(**{key: 'precomputed'}), 10)[key] == 'precomputed'
-    with pytest.raises(pipeline.ConfigError, match=r'nets.%s: .later. is not "online"' % key):
-        pipeline.net_config(demo_config(**{key: 'later'}), 10)
+    with pytest.raises(pipeline.ConfigError,
+                       match=r'demo.toml: nets.%s: .later. is not one of "online", '
+                             r'"precomputed"' % key):
+        demo_config(**{key: 'later'})
 
 
 def test_precomputed_teacher_outputs_add_a_step_that_the_nets_reading_them_wait_for(tmp_path):
@@ -248,18 +250,23 @@ def test_a_training_is_redone_for_its_own_nets_settings_and_what_it_starts_from(
         return {name for name in keys if changed[name] != keys[name]}
     # Stage 1's learning rate: stage 1 and what starts from it; not the teacher, the student,
     # the teacher's outputs or stage 2 only, which never see stage 1.
-    config = demo_config()
-    config['nets']['solver']['stage1']['base_lr'] = 0.123
-    assert redone(config) == {'stage1', 'stage2', 'stage1_only'}
+    assert redone(demo_config(solver={'stage1': {'base_lr': 0.123}})) == {
+        'stage1', 'stage2', 'stage1_only'}
     # The teacher's temperature in stage 2: the teacher's outputs and every net that reads them
     # (stage 1 reads the RoI features of the same pass).
     assert redone(demo_config(teacher_scale=1.0)) == {'teacher_targets', 'stage1', 'stage2',
                                                       'stage2_only', 'stage1_only'}
     # The student's schedule: the students that train on it (stage 1 only trains on the
     # student's solver after stage 1).
-    config = demo_config()
-    config['nets']['solver']['student']['max_iter'] = 7
-    assert redone(config) == {'student', 'stage1_only'}
+    assert redone(demo_config(solver={'student': {'max_iter': 7}})) == {'student',
+                                                                        'stage1_only'}
     # What every net starts from (init_weights, the datalists): every step.
     assert redone(demo_config(), init_key='other backbone') == set(keys)
     assert training_keys(tmp_path, demo_config()) == keys
+
+
+def test_the_schema_names_every_key_of_the_nets_config():
+    from mlic import netgen, run_config
+    in_schema = {key.name for key in run_config.SCHEMA['nets']} - {'preset'}
+    assert in_schema | {'batch_size', 'solver'} | set(run_config.NET_KEYS_FROM_DATA) == set(
+        netgen.FULL)

@@ -285,7 +285,6 @@ def test_example_config_and_help(capsys):
     assert '[datalists]' in text and 'init_weights' in text and 'preset' in text
     example = os.path.join(ROOT, 'tools', 'run_pipeline.example.toml')
     config = pipeline.load_config(example)
-    assert set(config['datalists']) <= set(pipeline.DATALIST_KEYS)
     cfg = pipeline.net_config(config, 80)
     assert cfg['fc_size'] == 4096 and cfg['image_size'] == 672 and cfg['num_proposals'] == 500
 
@@ -296,8 +295,64 @@ def test_an_unknown_step_or_key_is_named(user_data, tmp_path, capfd):
     assert "no step 'stage3' (steps: datalists, nets, teacher" in capfd.readouterr().err
     config = write_config(tmp_path / 'my.toml', user_data, datalists={'bbox_nums': 4})
     assert run_pipeline.main(['--config', config]) == 1
-    assert 'my.toml: datalists.bbox_nums: unknown key' in capfd.readouterr().err
+    assert 'my.toml: datalists.bbox_nums: unknown key (known: train, test' in capfd.readouterr().err
     nets = TINY_NETS.replace('preset = "small"\n', 'preset = "small"\nfc_sizes = 3\n')
     config = write_config(tmp_path / 'my.toml', user_data, nets=nets)
     assert run_pipeline.main(['--config', config, '--steps', 'nets']) == 1
-    assert "my.toml: nets: unknown key 'fc_sizes'" in capfd.readouterr().err
+    assert 'my.toml: nets.fc_sizes: unknown key (known: preset, name' in capfd.readouterr().err
+
+
+def test_the_example_configs_are_the_schemas():
+    # As the prototxts are netgen's: tools/generate_configs.py writes them.
+    from mlic import config_examples
+    for kind, relative in config_examples.EXAMPLE_FILES.items():
+        with open(os.path.join(ROOT, relative)) as f:
+            assert f.read() == config_examples.example_toml(kind), (
+                '%s differs from the schema: run tools/generate_configs.py' % relative)
+
+
+def test_the_nets_settings_follow_the_preset_unless_the_config_sets_them(tmp_path):
+    example = open(os.path.join(ROOT, 'tools', 'run_pipeline.example.toml')).read()
+    small = tmp_path / 'small.toml'
+    small.write_text(example.replace('preset = "full"', 'preset = "small"'))
+    cfg = pipeline.net_config(pipeline.load_config(str(small)), NUM_CLASSES)
+    for net in netgen.NETS:
+        assert cfg['solver'][net]['base_lr'] == netgen.SMALL['solver'][net]['base_lr'], net
+        assert cfg['batch_size'][net] == tuple(netgen.SMALL['batch_size'][net]), net
+    assert cfg['fc_size'] == netgen.SMALL['fc_size']
+    small.write_text(small.read_text().replace('[nets.solver.wsddn]\n',
+                                               '[nets.solver.wsddn]\nbase_lr = 0.25\n'))
+    config = pipeline.load_config(str(small))
+    assert pipeline.net_config(config, NUM_CLASSES)['solver']['wsddn']['base_lr'] == 0.25
+    from mlic import net_settings
+    origins = {key: (value, origin) for key, value, origin in
+               net_settings.effective_config(config)}
+    assert origins['nets.solver.wsddn.base_lr'] == (0.25, str(small))
+    assert origins['nets.solver.stage1.base_lr'] == (netgen.SMALL['solver']['stage1']['base_lr'],
+                                                     'preset small')
+    assert origins['nets.preset'] == ('small', str(small))
+    assert origins['jobs'] == (1, str(small))
+
+
+@pytest.mark.parametrize('line, table, error', [
+    ('jobs = "two"', '', "jobs: 'two' is not a whole number >= 1"),
+    ('seeds = 1', '', 'seeds: 1 is not a list of whole numbers'),
+    ('gpus = [0.5]', '', 'gpus: [0.5] is not a list of whole numbers'),
+    ('bbox_num = 1.5', 'datalists', 'datalists.bbox_num: 1.5 is not a whole number >= 1'),
+    ('fc_size = "big"', 'nets', "nets.fc_size: 'big' is not a whole number >= 1"),
+    ('batch_norm = 1', 'nets', 'nets.batch_norm: 1 is not true or false'),
+    ('wsddn = [4]', 'nets.batch_size', 'nets.batch_size.wsddn: [4] is not a pair'),
+    ('teacher = [4, 4]', 'nets.batch_size', 'nets.batch_size.teacher: not a net'),
+    ('num_classes = 3', 'nets', 'nets.num_classes: set by the data'),
+])
+def test_a_value_of_the_wrong_type_names_the_file_and_the_key(tmp_path, line, table, error):
+    tables = {'': '', 'datalists': 'train = "t.txt"\ntest = "v.txt"\n', 'nets': '',
+              'nets.batch_size': ''}
+    tables[table] += line + '\n'
+    text = tables.pop('') + 'folder = "run"\n'
+    text += ''.join('[%s]\n%s' % (name, body) for name, body in tables.items())
+    path = tmp_path / 'my.toml'
+    path.write_text(text)
+    with pytest.raises(pipeline.ConfigError) as raised:
+        pipeline.load_config(str(path))
+    assert '%s: %s' % (path, error) in str(raised.value)

@@ -6,73 +6,14 @@ Every net the project trains or deploys is written by the functions below from a
 prototxt/ (FULL) and prototxt/small/ (small_config()) are exactly what `write_nets` writes;
 regenerate them with tools/generate_nets.py.
 
-Config keys:
-  name              short name, used in snapshot prefixes ('full', 'small')
-  num_classes       C, labels per image (80 for MS-COCO)
-  num_proposals     B, proposals per image (bbox_num)
-  image_size        the teacher's input, new_width = new_height of the data layer (672)
-  student_size      the student's input after Interp (224)
-  block_channels    output channels of the conv blocks ([64, 128, 256, 512, 512]); a 2x2 max
-                    pooling follows every block but the last (the RoI pooling reads the last)
-  block_convs       3x3 convolutions per block ([2, 2, 3, 3, 3])
-  fc_size           outputs of fc6 and fc7 (4096)
-  pooled_size       RoI pooling output (7); must equal student_size / 2**len(blocks), so that
-                    the stage-1 fc6 (on RoI features) fits the stage-2 fc6 (on pool5)
-  score_scale, score_bias   the RoI pooling's proposal-score factor (1, 0)
-  dropout_ratio     of drop6 / drop7 (0.5)
-  conv_filler       weight filler of the 3x3 convolutions (the original has none: its convs always
-                    start from ImageNet VGG16; 'msra' here, harmless when weights are loaded)
-  batch_norm        BatchNorm + Scale after every 3x3 convolution and after fc6 / fc7 (False:
-                    the original has none). The small nets train from scratch: there fc6 reads
-                    non-negative, uncentred pool features, so each unit is on for nearly every
-                    image or for none, a small bias drift switches them all off and the net's
-                    output stops depending on the image.
-                    Named <conv>_bn / <conv>_scale so they follow their convolution through the
-                    teacher renaming and weight surgery; the frozen teacher of the KD nets uses
-                    its stored statistics
-  head_params       [[lr_mult, decay_mult] of weights, [lr_mult, decay_mult] of biases] of the
-                    classifiers fc8_c, fc8_d, fc8_mscoco ([[10, 10], [20, 0]], the original's: a
-                    fine-tuning setting for new layers on an ImageNet backbone)
-  head_filler       weight filler of the classifiers fc8_c, fc8_d, fc8_mscoco ({'type':
-                    'xavier'}, the original's); the small nets, trained from scratch on
-                    mean-subtracted pixels, need small initial logits (a narrow gaussian)
-  scale_factors     the teacher's multi-scale training (the original's five)
-  mean_value        B, G, R means subtracted by the data layer
-  input_scale       the data layer's scale, applied after mean subtraction (1: the original's
-                    raw pixels). When not 1 the deploy nets start with a Power layer of that
-                    scale, so they still take mean-subtracted pixels like the original's
-  teacher_scale     stage 2: the teacher's logits are multiplied by this before its softmaxes
-                    (2, "T = 0.5")
-  soft_scale        stage 2: the student's logits are multiplied by this for the soft loss
-                    (0.2, "T = 5")
-  soft_loss_weight  stage 2: loss_weight of the soft loss (1, as the hard loss)
-  stage1_fc_frozen  stage 1: the student's fc6/fc7 keep their initial weights (lr_mult 0; with
-                    batch_norm, their BatchNorm uses its stored statistics; no dropout after
-                    them, as in the frozen teacher), so that only its convolutions learn, as
-                    the paper's slides say; False (the released prototxt) trains fc6/fc7 too. Frozen, fc6/fc7 stay the ones stage 2 applies to pool5
-                    of the whole image instead of becoming a regressor of RoI features
-  distill_top_k     stage 1: RoIDistillationLoss top_k (0 = every proposal, as the original)
-  soft_targets      stage 2: None (the original: the frozen teacher runs inside the stage-2 net
-                    on every batch), or the path of the teacher's image-level scores of the train
-                    list computed once (tools/mlic/inference.soft_targets with the
-                    stage2_teacher_deploy net; a .npy of (lines, 2 sides, C)): the stage-2 net is
-                    then the student with a data layer that also gives each image's soft target.
-                    The same numbers as the teacher inside (the frozen teacher is deterministic,
-                    stage 2 has one scale), without the teacher's forward pass on every batch.
-                    Its soft loss is left out of the TEST phase (no soft targets there)
-  roi_targets       stage 1: None (the original: the frozen teacher runs inside the stage-1 net
-                    on every batch), or the path of the teacher's RoI features (fc7) of the train
-                    list computed once (tools/mlic/inference.teacher_targets with the
-                    stage2_teacher_deploy net, whose fc_wsd_7 is stage 1's target; a .npy of
-                    (lines, 2 sides, num_proposals, fc_size), 4 bytes a value: for the demo's
-                    nets 157 MB, for VGG16 on MS-COCO terabytes): the stage-1 net is then the
-                    student with a data layer that also gives each proposal's target. The same
-                    numbers, at the student's cost per iteration instead of the teacher's. It
-                    has no loss in the TEST phase and its solver no test
-  batch_size        {net: (train, test)} for 'wsddn', 'stage1', 'stage2', 'student'
-  solver            {net: {SolverParameter field: value}}
-  data_seed         seed of the data layer's shuffling and augmentation (None: not written)
-  datalists         default {'train': path, 'test': path} (relative to the repository root)
+Config keys: each is listed, with its type and one line of help, in the config schema
+(tools/mlic/run_config.py, SCHEMA['nets']; `tools/run_pipeline.py --help` prints them and
+tools/run_pipeline.example.toml shows both presets' values). Besides those, the data sets
+num_classes, num_proposals (bbox_num) and image_size, and the run sets data_seed (the data
+layer's shuffling and augmentation; None: not written) and datalists (default {'train': path,
+'test': path}, relative to the repository root). soft_targets and roi_targets are None (the
+teacher runs inside the KD net) or the path of the .npy that tools/compute_teacher_targets.py
+wrote.
 """
 import copy
 import os

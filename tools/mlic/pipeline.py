@@ -34,7 +34,6 @@ A config with `init_weights` (ImageNet VGG16) starts the teacher, the student w/
 students of stage 1 and stage 2 only from it, as the original does; without it everything
 trains from scratch.
 """
-import copy
 import functools
 import json
 import os
@@ -47,28 +46,12 @@ import numpy as np
 
 from mlic import caffe_train
 from mlic.report import STUDENT_ROWS, TRAININGS
+from mlic.net_settings import data_sizes, net_config, preset_config, solver_overrides  # noqa
+from mlic.run_config import ConfigError, deep_update, load_config  # noqa: F401
 from mlic.steps import Step, file_fingerprint, fingerprint, log, run_graph  # noqa: F401
 
 SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
               'stage2_only', 'teacher_eval', 'evaluate')
-
-
-class ConfigError(ValueError):
-    """A config that cannot be run: names the config file and the key."""
-
-
-def deep_update(base, overrides, where='config'):
-    """Recursively merges `overrides` into a copy of `base`; unknown keys are errors."""
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if key not in merged:
-            raise KeyError('%s: unknown key %r (known: %s)'
-                           % (where, key, ', '.join(sorted(map(str, merged)))))
-        if isinstance(value, dict) and isinstance(merged[key], dict):
-            merged[key] = deep_update(merged[key], value, '%s.%s' % (where, key))
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def add_run_arguments(parser):
@@ -87,119 +70,11 @@ def apply_run_arguments(config, args):
     return [int(s) for s in args.seeds.split(',')] if args.seeds else None
 
 
-def load_config(path, quick=False, overrides=None):
-    """The pipeline config: the TOML file, its [quick] tables with quick=True, then overrides."""
-    import tomllib
-    with open(path, 'rb') as f:
-        config = tomllib.load(f)
-    quick_tables = config.pop('quick', {})
-    if quick:
-        config = deep_update(config, quick_tables, 'quick')
-    if overrides:
-        config = deep_update(config, overrides, 'overrides')
-    config['config_path'] = path
-    return config
-
-
-DATALIST_KEYS = ('train', 'test', 'classes', 'root_folder', 'test_boxes', 'bbox_num',
-                 'image_size')
-SIZES_FROM_DATA = ('num_classes', 'num_proposals', 'image_size')
-
-
-def data_sizes(config):
-    """(image_size, bbox_num) of the datalists: [datalists] (default: the preset's) or the
-    demo's [data] and [proposals]."""
-    if 'datalists' in config:
-        preset = preset_config(config)
-        lists = config['datalists']
-        return (int(lists.get('image_size', preset['image_size'])),
-                int(lists.get('bbox_num', preset['num_proposals'])))
-    return config['data']['image_size'], config['proposals']['bbox_num']
-
-
-def preset_config(config):
-    """netgen.FULL or netgen.SMALL, as [nets] preset says (default: "full" for a user's
-    datalists, "small" for the demo)."""
-    from mlic import netgen
-    presets = {'full': netgen.FULL, 'small': netgen.SMALL}
-    name = config.get('nets', {}).get('preset', 'full' if 'datalists' in config else 'small')
-    if name not in presets:
-        raise ConfigError('%s: nets.preset: %r is not one of %s'
-                          % (config.get('config_path', 'config'), name, ', '.join(presets)))
-    return presets[name]
-
-
-def solver_overrides(solvers, where):
-    """[nets.solver.<net>] tables: any SolverParameter field (enums by name or number)."""
-    from caffe.proto import caffe_pb2
-    from mlic import netgen
-    fields = caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name
-    out = {}
-    for net, table in solvers.items():
-        if net not in netgen.NETS:
-            raise ConfigError('%s: nets.solver.%s: not a net (one of %s)'
-                              % (where, net, ', '.join(netgen.NETS)))
-        out[net] = {}
-        for key, value in table.items():
-            if key not in fields:
-                raise ConfigError('%s: nets.solver.%s.%s: not a Caffe SolverParameter field'
-                                  % (where, net, key))
-            if fields[key].enum_type is not None and isinstance(value, str):
-                if value not in fields[key].enum_type.values_by_name:
-                    raise ConfigError('%s: nets.solver.%s.%s: %r is not one of %s'
-                                      % (where, net, key, value,
-                                         ', '.join(fields[key].enum_type.values_by_name)))
-                value = fields[key].enum_type.values_by_name[value].number
-            out[net][key] = value
-    return out
-
-
-def net_config(config, num_classes):
-    """netgen's config: the preset (netgen.FULL or netgen.SMALL) under the [nets] tables;
-    num_classes from the classes, num_proposals and image_size from the data (data_sizes)."""
-    from mlic import netgen
-    where = config.get('config_path', 'config')
-    nets = copy.deepcopy(config.get('nets', {}))
-    preset = preset_config(config)
-    nets.pop('preset', None)
-    given = [key for key in SIZES_FROM_DATA if key in nets]
-    if given:
-        raise ConfigError('%s: nets.%s: set by the data (the classes file, bbox_num and '
-                          'image_size), not by [nets]' % (where, given[0]))
-    solvers = solver_overrides(nets.pop('solver', {}), where)
-    image_size, bbox_num = data_sizes(config)
-    nets.update(num_classes=num_classes, num_proposals=bbox_num, image_size=image_size)
-    try:
-        cfg = deep_update(preset, nets, 'nets')
-    except KeyError as error:
-        raise ConfigError('%s: %s' % (where, error.args[0]))
-    for net, table in solvers.items():
-        cfg['solver'][net].update(table)
-    cfg['batch_size'] = {k: tuple(v) for k, v in cfg['batch_size'].items()}
-    for key, stage, what in (('soft_targets', 'stage 2', 'scores'),
-                             ('roi_targets', 'stage 1', 'RoI features')):
-        if cfg[key] not in (None, 'online', 'precomputed'):
-            raise ConfigError('%s: nets.%s: %r is not "online" (the teacher runs inside the %s '
-                              'net, as the original) or "precomputed" (its %s are computed '
-                              'once before %s)' % (where, key, cfg[key], stage, what, stage))
-        if cfg[key] == 'online':
-            cfg[key] = None
-    try:
-        netgen.check_config(cfg)
-    except ValueError as error:
-        raise ConfigError('%s: [nets]: %s' % (where, error))
-    return cfg
-
-
 def resolve_paths(config, root):
     """The user data's paths made absolute (relative ones are relative to `root`), every file
     checked to exist; errors name the config file and the key."""
     where = config.get('config_path', 'config')
     lists = config['datalists']
-    unknown = sorted(set(lists) - set(DATALIST_KEYS))
-    if unknown:
-        raise ConfigError('%s: datalists.%s: unknown key (known: %s)'
-                          % (where, unknown[0], ', '.join(DATALIST_KEYS)))
 
     def existing(key, path, what):
         full = os.path.join(root, path)
@@ -213,7 +88,7 @@ def resolve_paths(config, root):
                               'proposals)' % (where, split, split))
         paths[split] = existing('datalists.' + split, lists[split], 'datalist')
     from mlic import converters
-    if 'classes' in lists:
+    if lists.get('classes'):
         paths['classes'] = existing('datalists.classes', lists['classes'], 'classes file')
     else:
         paths['classes'] = existing('datalists.classes', converters.classes_path(
@@ -246,11 +121,6 @@ class Pipeline(object):
         self.root = root or caffe_train.ROOT
         self.user_data = 'datalists' in config
         if self.user_data:
-            unknown = sorted(set(config) - {'folder', 'seeds', 'jobs', 'init_weights',
-                                            'datalists', 'nets', 'config_path'})
-            if unknown:
-                raise ConfigError('%s: %s: unknown key (known: folder, seeds, jobs, '
-                                  'init_weights, datalists, nets)' % (self.where, unknown[0]))
             self.paths = resolve_paths(config, self.root)
             preset_config(config)
         if folder:

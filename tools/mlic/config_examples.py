@@ -1,0 +1,272 @@
+"""Text made from the config schema (mlic.run_config): the example configs tools/demo.toml and
+tools/run_pipeline.example.toml (tools/generate_configs.py writes them; a test checks that the
+checked-in ones match), the key list of the tools' --help, and a run's effective config.
+
+The demo's settings are DEMO_SETTINGS below: tools/demo.toml is written from them, as the
+prototxts are from netgen. The reasons behind its numbers are in docs/demo_tuning.md.
+"""
+import json
+import os
+
+from mlic import netgen
+from mlic.run_config import (DEMO, NETS, PRESET, REQUIRED, SCHEMA, SECTIONS, SOLVER_EXAMPLE_FIELDS,
+                             USER, keys_of)
+
+SECTION_HELP = {
+    'datalists': 'Your data: complete datalists (tools/make_datalist.py, then '
+                 'tools/compute_proposals.py)',
+    'data': 'The synthetic dataset (tools/mlic/synthetic.py), one for every seed',
+    'proposals': 'Proposals of every image (tools/mlic/proposals.py)',
+    'pretrain': "The ImageNet stand-in: the student net trained on object-centric images; "
+                'without its classifier it initialises the teacher and every student',
+    'pretrain.solver': 'Caffe SolverParameter fields of the pretraining',
+    'nets': "The nets: the preset's, with any key below overridden (a key left out follows "
+            'the preset)',
+    'nets.batch_size': '(train, test) images per iteration of each net',
+    'nets.solver': "Caffe SolverParameter fields of each net (any field; enums by name); "
+                   "random_seed is the run's seed",
+    'quick': 'tools/demo.py --quick: every step at toy size in a few minutes (numbers not '
+             'meaningful)',
+}
+
+_SOLVER = {'base_lr': 0.002, 'clip_gradients': 10.0, 'max_iter': 2700, 'stepsize': 2000,
+           'snapshot': 900}
+DEMO_SETTINGS = {
+    'folder': 'runs/demo', 'seeds': [1], 'jobs': 2,
+    'data': {'num_classes': 10, 'image_size': 192, 'object_size': [14, 44],
+             'objects_per_image': [1, 4], 'num_train': 1600, 'num_test': 400, 'seed': 7},
+    'proposals': {'method': 'edgeboxes', 'bbox_num': 48, 'beta': 0.55, 'workers': 1},
+    'pretrain': {'num_images': 6000, 'object_size': [16, 60], 'seed': 5, 'batch_size': 32,
+                 'solver': {'base_lr': 0.01, 'max_iter': 450, 'stepsize': 360, 'snapshot': 150,
+                            'clip_gradients': 10.0}},
+    'nets': {
+        'student_size': 64, 'block_channels': [16, 32, 64, 128], 'block_convs': [1, 1, 2, 2],
+        'fc_size': 256, 'pooled_size': 4, 'conv_filler': {'type': 'msra'},
+        'head_filler': {'type': 'xavier'}, 'head_params': [[1, 1], [2, 0]],
+        'dropout_ratio': 0.5, 'batch_norm': True, 'input_scale': 0.015625,
+        'stage1_fc_frozen': False, 'soft_targets': 'precomputed', 'roi_targets': 'precomputed',
+        'batch_size': {net: [8, 8] for net in NETS},
+        'solver': {
+            'wsddn': {'base_lr': 0.005, 'max_iter': 500, 'stepsize': 420, 'snapshot': 250,
+                      'clip_gradients': 10.0},
+            'stage1': {'base_lr': 0.002, 'clip_gradients': 10.0, 'max_iter': 1200,
+                       'stepsize': 1000, 'snapshot': 400},
+            'stage2': dict(_SOLVER), 'student': dict(_SOLVER)},
+    },
+    'quick': {
+        'folder': 'runs/demo-quick',
+        'data': {'num_train': 96, 'num_test': 48, 'image_size': 96},
+        'pretrain': {'num_images': 96, 'object_size': [8, 28], 'batch_size': 8,
+                     'solver': {'max_iter': 10, 'stepsize': 10, 'snapshot': 10}},
+        'proposals': {'bbox_num': 16},
+        'nets': {'student_size': 32, 'block_channels': [8, 16, 32], 'block_convs': [1, 1, 1],
+                 'fc_size': 32, 'pooled_size': 4,
+                 'batch_size': {'wsddn': [4, 4], 'stage1': [4, 4], 'stage2': [4, 4],
+                                'student': [8, 8]},
+                 'solver': {net: {'max_iter': n, 'stepsize': n, 'snapshot': n}
+                            for net, n in zip(NETS, (30, 20, 20, 20))}},
+    },
+}
+
+USER_EXAMPLE = {
+    'folder': 'runs/coco', 'seeds': [1], 'jobs': 1, 'gpus': [],
+    'init_weights': 'models/VGG_ILSVRC_16_layers.caffemodel',
+    'datalists': {'train': 'datalists/coco/train.txt', 'test': 'datalists/coco/test.txt',
+                  'classes': 'datalists/coco/train.txt.classes', 'root_folder': '',
+                  'test_boxes': 'datalists/coco/test_boxes.json', 'bbox_num': 500,
+                  'image_size': 672},
+    'nets': {'preset': 'full'},
+}
+
+HEADERS = {
+    DEMO: '''The embedded demo: `make demo` runs it (tools/demo.py); `tools/demo.py --quick` applies
+the [quick] tables on top; `--seeds 1,2,3` repeats every training over seeds. The same
+pipeline runs on your own datalists: tools/run_pipeline.py --help.''',
+    USER: '''The whole method on MS-COCO 2014 with the VGG16 nets, as the original trains them:
+  tools/run_pipeline.py --config tools/run_pipeline.example.toml
+Copy this file and edit the paths for your data; relative paths are relative to the repository
+root. Make the datalists first (README, "Your own data"):
+  tools/make_datalist.py coco --annotations instances_train2014.json --images train2014 \\
+      datalists/coco/train_labels.txt
+  tools/make_datalist.py coco --annotations instances_val2014.json --images val2014 \\
+      --boxes datalists/coco/test_boxes.json datalists/coco/test_labels.txt
+  tools/compute_proposals.py datalists/coco/train_labels.txt datalists/coco/train.txt
+  tools/compute_proposals.py datalists/coco/test_labels.txt datalists/coco/test.txt
+The commented keys show their defaults: the nets' follow the preset (for "full" and
+"small"), so switching the preset switches them; uncomment a key to set it.''',
+}
+
+EXAMPLE_FILES = {DEMO: os.path.join('tools', 'demo.toml'),
+                 USER: os.path.join('tools', 'run_pipeline.example.toml')}
+
+
+def toml_value(value):
+    """`value` as TOML text (the types a config holds)."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return '[%s]' % ', '.join(toml_value(v) for v in value)
+    if isinstance(value, dict):
+        return '{%s}' % ', '.join('%s = %s' % (k, toml_value(v)) for k, v in value.items())
+    raise TypeError('no TOML text for %r' % (value,))
+
+
+# Where a key's preset default lies in netgen's config, by section.
+PRESET_PLACE = {'datalists': lambda preset, name: preset[{'bbox_num': 'num_proposals'}.get(
+                    name, name)],
+                'nets': lambda preset, name: preset[name],
+                'nets.batch_size': lambda preset, name: preset['batch_size'][name]}
+
+
+def _preset_value(section, name, preset):
+    value = PRESET_PLACE[section](preset, name)
+    if name in ('soft_targets', 'roi_targets') and value is None:
+        return 'online'
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _preset_note(values):
+    """"(preset "full": a, "small": b)" of a key's preset values, or of one when they agree."""
+    full, small = values
+    if full == small:
+        return '(both presets: %s)' % toml_value(full)
+    return '(preset "full": %s, "small": %s)' % (toml_value(full), toml_value(small))
+
+
+def _key_lines(section, key, values, presets, show_unset):
+    if key.name in values:
+        return ['# ' + key.help, '%s = %s' % (key.name, toml_value(values[key.name]))]
+    if not show_unset or key.default is REQUIRED:
+        return []
+    if key.default is PRESET:
+        shown = [_preset_value(section, key.name, p) for p in presets]
+        return ['# %s %s' % (key.help, _preset_note(shown)),
+                '# %s = %s' % (key.name, toml_value(shown[0]))]
+    if key.default is None:
+        return ['# ' + key.help, '# %s = ...' % key.name]
+    return ['# ' + key.help, '# %s = %s' % (key.name, toml_value(key.default))]
+
+
+def _table(name, lines):
+    help_line = ['# ' + SECTION_HELP[name]] if name in SECTION_HELP else []
+    return ['', *help_line, '[%s]' % name, *lines]
+
+
+def example_toml(kind):
+    """The text of tools/demo.toml (DEMO) or tools/run_pipeline.example.toml (USER)."""
+    values = DEMO_SETTINGS if kind == DEMO else USER_EXAMPLE
+    show_unset = kind == USER
+    presets = (netgen.FULL, netgen.SMALL)
+    out = ['# ' + line if line else '#' for line in HEADERS[kind].split('\n')]
+    out.append('')
+    for key in keys_of('', kind).values():
+        out += _key_lines('', key, values, presets, show_unset)
+    for section in SECTIONS[kind][1:]:
+        table = values.get(section.split('.')[0], {})
+        if section == 'nets.batch_size':
+            sizes = table.get('batch_size', {})
+            lines = []
+            for key in SCHEMA[section]:
+                lines += _key_lines(section, key, sizes, presets, show_unset)
+            out += _table(section, lines)
+        elif section == 'nets.solver':
+            for net in NETS:
+                out += _solver_table(net, table.get('solver', {}).get(net, {}), presets,
+                                     show_unset)
+        elif section in values:
+            lines = []
+            for key in keys_of(section, kind).values():
+                if key.name != 'solver':
+                    lines += _key_lines(section, key, table, presets, show_unset)
+            out += _table(section, lines)
+            if section == 'pretrain' and 'solver' in table:
+                out += _table(section + '.solver', ['%s = %s' % (k, toml_value(v))
+                                                    for k, v in table['solver'].items()])
+        elif show_unset:
+            lines = []
+            for key in keys_of(section, kind).values():
+                lines += _key_lines(section, key, {}, presets, show_unset)
+            out += _table(section, lines)
+    if 'quick' in values:
+        out += _quick_tables('quick', values['quick'])
+    return '\n'.join(wrap_comments(out)) + '\n'
+
+
+def wrap_comments(lines, width=99):
+    """Comment lines longer than `width` broken at spaces into several comment lines."""
+    import textwrap
+    out = []
+    for line in lines:
+        if line.startswith('# ') and len(line) > width:
+            out += textwrap.wrap(line[2:], width, initial_indent='# ',
+                                 subsequent_indent='#   ')
+        else:
+            out.append(line)
+    return out
+
+
+def _solver_table(net, given, presets, show_unset):
+    lines = []
+    for field, value in given.items():
+        lines.append('%s = %s' % (field, toml_value(value)))
+    if show_unset:
+        for field in SOLVER_EXAMPLE_FIELDS:
+            if field not in given:
+                shown = [p['solver'][net][field] for p in presets]
+                lines += ['# %s %s' % (SOLVER_EXAMPLE_FIELDS[field], _preset_note(shown)),
+                          '# %s = %s' % (field, toml_value(shown[0]))]
+    first = ['# ' + SECTION_HELP['nets.solver']] if net == NETS[0] else []
+    return ['', *first, '[nets.solver.%s]' % net] + lines
+
+
+def _quick_tables(name, table):
+    plain = ['%s = %s' % (k, toml_value(v)) for k, v in table.items()
+             if not isinstance(v, dict) or k in ('conv_filler', 'head_filler')]
+    out = _table(name, plain) if plain or name == 'quick' else []
+    for key, value in table.items():
+        if isinstance(value, dict) and key not in ('conv_filler', 'head_filler'):
+            out += _quick_tables('%s.%s' % (name, key), value)
+    return out
+
+
+def keys_help(kind):
+    """The config keys of a kind of config, one line each, for the tools' --help."""
+    lines = []
+    for section in SECTIONS[kind]:
+        if section:
+            note = {'nets': " (defaults: the preset's)", 'nets.solver': '.<net>'}.get(section, '')
+            lines.append('  [%s]%s' % (section, note))
+        for key in SCHEMA[section] if section else keys_of('', kind).values():
+            if key.default is REQUIRED:
+                default = 'required'
+            elif key.default is PRESET:
+                default = 'preset'
+            elif key.default is None:
+                default = 'unset'
+            else:
+                default = toml_value(key.default)
+            lines.append('    %-18s %s [%s]' % (key.name, key.help, default))
+    return '\n'.join(lines)
+
+
+def effective_toml(config):
+    """Every setting a run uses (net_settings.effective_config), as TOML with each value's
+    origin."""
+    from mlic.net_settings import effective_config
+    out = ['# Every setting of this run and where it comes from: %s, the nets\' preset, or the '
+           'default' % config.get('config_path', 'config')]
+    section = ''
+    for dotted, value, origin in effective_config(config):
+        where, _, name = dotted.rpartition('.')
+        if where != section:
+            out += ['', '[%s]' % where]
+            section = where
+        if value is None:
+            out.append('# %s unset  # %s' % (name, origin))
+        else:
+            out.append('%s = %s  # %s' % (name, toml_value(value), origin))
+    return '\n'.join(out) + '\n'
