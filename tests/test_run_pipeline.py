@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 import run_pipeline
-from mlic import converters, netgen, pipeline, proposals, surgery, synthetic
+from mlic import converters, netgen, pipeline, proposals, run_config, surgery, synthetic
 
 ROWS = ['Teacher (WSDDN)', 'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'Student w/ KD']
 TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
@@ -283,6 +283,13 @@ def test_example_config_and_help(capsys):
         run_pipeline.main(['--help'])
     text = capsys.readouterr().out
     assert '[datalists]' in text and 'init_weights' in text and 'preset' in text
+    # Every step of a user's run, from the step list; every key, from the schema.
+    for name, _ in pipeline.STEP_HELP:
+        if name not in ('data', 'proposals', 'pretrain'):
+            assert '\n  %s ' % name in text, name
+    for key in run_config.SCHEMA['nets'] + run_config.SCHEMA['datalists']:
+        assert '    %s ' % key.name in text, key.name
+    assert 'gpus' in text and '--print-config' in text
     example = os.path.join(ROOT, 'tools', 'run_pipeline.example.toml')
     config = pipeline.load_config(example)
     cfg = pipeline.net_config(config, 80)
@@ -356,3 +363,16 @@ def test_a_value_of_the_wrong_type_names_the_file_and_the_key(tmp_path, line, ta
     with pytest.raises(pipeline.ConfigError) as raised:
         pipeline.load_config(str(path))
     assert '%s: %s' % (path, error) in str(raised.value)
+
+
+def test_print_config_shows_every_setting_and_its_origin(user_data, tmp_path, capsys):
+    config = write_config(tmp_path / 'my.toml', user_data)
+    assert run_pipeline.main(['--config', config, '--print-config', '--gpus', '0']) == 0
+    text = capsys.readouterr().out
+    assert 'gpus = [0]  # %s' % config not in text  # the command line is not the file
+    assert 'gpus = [0]  # command line' in text
+    assert 'preset = "small"  # %s' % config in text
+    assert 'fc_size = 16  # %s' % config in text
+    assert 'dropout_ratio = 0.5  # preset small' in text
+    assert 'base_lr = 0.01  # preset small' in text and 'max_iter = 4  # %s' % config in text
+    assert not (tmp_path / 'run').exists()

@@ -11,35 +11,13 @@ top3_examples.png in the run folder.
 
 Every step is skipped when its outputs are complete, so a rerun resumes where the last one
 stopped (an interrupted training resumes from its last snapshot); a changed datalist, setting
-or init_weights file reruns the steps that depend on it. Steps: datalists, nets, teacher,
-stage1, stage2, student, stage1_only, stage2_only, evaluate, report.
+or init_weights file reruns the steps that depend on it.
 
-The config (TOML; relative paths are relative to the repository root; every key of the
-example tools/run_pipeline.example.toml is explained there):
-
-  folder = "runs/coco"                  # everything the run writes
-  seeds = [1]                           # one training per seed; the table reports mean/std
-  init_weights = "models/VGG_ILSVRC_16_layers.caffemodel"   # optional, ImageNet VGG16
-
-  [datalists]                           # complete lists: tools/make_datalist.py and
-  train = "datalists/coco/train.txt"    #   tools/compute_proposals.py write them
-  test = "datalists/coco/test.txt"
-  classes = "datalists/coco/train.txt.classes"  # default: the train list's .classes
-  root_folder = ""                      # prefix of relative image paths (default: the
-                                        #   repository root)
-  test_boxes = "datalists/coco/test_boxes.json" # optional: teacher detection mAP, CorLoc
-  bbox_num = 500                        # proposals per image the nets take
-  image_size = 672                      # the teacher's input; proposals are in its pixels
-
-  [nets]
-  preset = "full"                       # "full": VGG16 as the original; "small": the demo's
-  [nets.batch_size]                     # any key of tools/mlic/netgen.py's config overrides
-  wsddn = [32, 16]                      #   the preset's
-  [nets.solver.wsddn]                   # any Caffe SolverParameter field
-  max_iter = 40000
-
+The config is TOML; relative paths are relative to the repository root. Every key is listed
+below; tools/run_pipeline.example.toml shows them with their defaults (copy it to start).
 Without init_weights every net trains from scratch (a warning says so): the method, and the
-preset "full", expect ImageNet VGG16 weights.
+preset "full", expect ImageNet VGG16 weights. --print-config shows every setting the run would
+use and where it comes from; the run writes the same to its folder (effective_config.toml).
 """
 import argparse
 import os
@@ -48,11 +26,17 @@ import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mlic import datalist, pipeline, surgery  # noqa: E402
+from mlic import config_examples, datalist, pipeline, run_config, surgery  # noqa: E402
+
+
+def help_text():
+    return '%s\nSteps (each skipped when complete; --steps names them):\n%s\n\nConfig keys ' \
+        '[type; default]:\n%s\n' % (__doc__, pipeline.steps_help(run_config.USER),
+                               config_examples.keys_help(run_config.USER))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=help_text(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='the run\'s TOML config (see above)')
     pipeline.add_run_arguments(parser)
@@ -60,14 +44,13 @@ def main(argv=None):
                                         '(default: all)')
     args = parser.parse_args(argv)
     try:
-        config = pipeline.load_config(args.config)
-        seeds = pipeline.apply_run_arguments(config, args)
-        if 'datalists' not in config:
-            raise pipeline.ConfigError('%s: datalists: missing (the [datalists] table names your '
-                                       'train and test lists; tools/demo.py runs the synthetic '
-                                       'demo)' % args.config)
+        config = run_config.load_config(args.config, overrides=pipeline.run_overrides(args),
+                                        kind=run_config.USER)
+        if args.print_config:
+            sys.stdout.write(config_examples.effective_toml(config))
+            return 0
         steps = args.steps.split(',') if args.steps else None
-        pipeline.Pipeline(config, args.folder).run(seeds, steps)
+        pipeline.Pipeline(config, args.folder).run(pipeline.seeds_argument(args), steps)
     except tomllib.TOMLDecodeError as error:
         sys.stderr.write('run_pipeline.py: error: %s: %s\n' % (args.config, error))
         return 1

@@ -77,13 +77,15 @@ class Progress(object):
             self.stream.flush()
 
 
-def train(solver_path, log_path, weights=None, label=None, progress=True, cwd=ROOT, env=None):
+def train(solver_path, log_path, weights=None, label=None, progress=True, cwd=ROOT, env=None,
+          gpu=None):
     """Trains with `tools/caffe train`; returns the final .caffemodel.
 
     cwd: where caffe runs; the solver's relative paths (net, snapshot_prefix) are relative to it,
     as for a user typing the command there (the checked-in prototxts: the repository root).
     weights: list of .caffemodel paths to initialise from (ignored when resuming a snapshot).
     progress: False, True, or 'lines' (a line every 10 s even on a terminal).
+    gpu: the GPU id to train on (caffe's -gpu; None: the solver's mode, the CPU by default).
     """
     solver_path = os.path.abspath(solver_path)
     solver = read_solver(solver_path)
@@ -97,6 +99,8 @@ def train(solver_path, log_path, weights=None, label=None, progress=True, cwd=RO
         args += ['-snapshot', resume[1]]
     elif weights:
         args += ['-weights', ','.join(os.path.abspath(w) for w in weights)]
+    if gpu is not None:
+        args += ['-gpu', str(gpu)]
     # The iteration lines are glog INFO: never let a quieter setting of the caller hide them.
     env = dict(os.environ if env is None else env, GLOG_minloglevel='0', GLOG_logtostderr='1')
     bar = (Progress(label or os.path.basename(solver_path), solver.max_iter,

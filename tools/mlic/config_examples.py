@@ -233,23 +233,28 @@ def _quick_tables(name, table):
     return out
 
 
-def keys_help(kind):
-    """The config keys of a kind of config, one line each, for the tools' --help."""
+def keys_help(kind, width=99):
+    """The config keys of a kind of config, each with its help, type and default, for the
+    tools' --help."""
+    import textwrap
     lines = []
     for section in SECTIONS[kind]:
         if section:
-            note = {'nets': " (defaults: the preset's)", 'nets.solver': '.<net>'}.get(section, '')
+            note = {'nets': " (a key left out follows the preset)",
+                    'nets.solver': '.<net>'}.get(section, '')
             lines.append('  [%s]%s' % (section, note))
         for key in SCHEMA[section] if section else keys_of('', kind).values():
             if key.default is REQUIRED:
                 default = 'required'
             elif key.default is PRESET:
-                default = 'preset'
+                default = "default: the preset's"
             elif key.default is None:
-                default = 'unset'
+                default = 'default: unset'
             else:
-                default = toml_value(key.default)
-            lines.append('    %-18s %s [%s]' % (key.name, key.help, default))
+                default = 'default: ' + toml_value(key.default)
+            text = '%s [%s; %s]' % (key.help, key.kind.name, default)
+            lines += textwrap.wrap(text, width, initial_indent='    %-18s ' % key.name,
+                                   subsequent_indent=' ' * 23)
     return '\n'.join(lines)
 
 

@@ -3,7 +3,8 @@ config's [nets] tables, with the sizes that the data sets; and where each effect
 from (the config file or the preset), for --print-config and the run folder's config."""
 import copy
 
-from mlic.run_config import SCHEMA, SECTIONS, ConfigError, deep_update, keys_of, kind_of
+from mlic.run_config import (SCHEMA, SECTIONS, ConfigError, deep_update, keys_of, kind_of,
+                             origin)
 
 PRESETS = ('full', 'small')
 
@@ -82,40 +83,35 @@ def net_config(config, num_classes):
 
 def effective_config(config):
     """[(dotted key, value, origin)] of every setting the run uses: origin is the config file
-    (set there), "preset <name>" (the nets' preset) or "default" (the schema's)."""
-    where = config.get('config_path', 'config')
-    given = config.get('given', config)
+    (set there), "command line", "preset <name>" (the nets' preset) or "default" (the
+    schema's)."""
     kind = kind_of(config)
     rows = []
-
     for section in SECTIONS[kind]:
         if section.startswith('nets') or (section and section not in config):
             continue
-        table, set_here = ((config, given) if not section
-                           else (config[section], given.get(section, {})))
+        table = config[section] if section else config
+        parts = [section] if section else []
         for name in keys_of(section, kind):
             if name in table:
-                rows.append(((section + '.' if section else '') + name, table[name],
-                             where if name in set_here else 'default'))
+                rows.append(('.'.join(parts + [name]), table[name],
+                             origin(config, *(parts + [name])) or 'default'))
     preset = preset_config(config)
-    name = preset_name(config)
-    set_nets = given.get('nets', {})
-    rows.append(('nets.preset', name, where if 'preset' in set_nets else 'default'))
+    by_preset = 'preset ' + preset_name(config)
+
+    def row(dotted, value):
+        rows.append((dotted, value, origin(config, *dotted.split('.')) or by_preset))
+    row('nets.preset', preset_name(config))
+    rows[-1] = rows[-1][:2] + (origin(config, 'nets', 'preset') or 'default',)
+    cfg = net_config(config, preset['num_classes'])
     for key in SCHEMA['nets'][1:]:
-        value = set_nets.get(key.name, preset[key.name])
+        value = cfg[key.name]
         if key.name in ('soft_targets', 'roi_targets') and value is None:
             value = 'online'
-        rows.append(('nets.' + key.name, value,
-                     where if key.name in set_nets else 'preset ' + name))
-    for net in preset['batch_size']:
-        given_sizes = set_nets.get('batch_size', {})
-        rows.append(('nets.batch_size.' + net, list(given_sizes.get(net, preset['batch_size']
-                                                                     [net])),
-                     where if net in given_sizes else 'preset ' + name))
-    for net, solver in preset['solver'].items():
-        given_solver = set_nets.get('solver', {}).get(net, {})
-        for field in sorted(set(solver) | set(given_solver)):
-            rows.append(('nets.solver.%s.%s' % (net, field), given_solver.get(field,
-                                                                              solver.get(field)),
-                         where if field in given_solver else 'preset ' + name))
+        row('nets.' + key.name, value)
+    for net, sizes in cfg['batch_size'].items():
+        row('nets.batch_size.' + net, list(sizes))
+    for net, solver in cfg['solver'].items():
+        for field in sorted(solver):
+            row('nets.solver.%s.%s' % (net, field), solver[field])
     return rows

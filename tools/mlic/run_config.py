@@ -129,7 +129,8 @@ SCHEMA = {
     ],
     'nets': [
         Key('preset', choice('full', 'small'), None, '"full": VGG16 as the original '
-            '(netgen.FULL); "small": the small nets (netgen.SMALL)'),
+            '(netgen.FULL); "small": the small nets (netgen.SMALL); unset: "full" with '
+            '[datalists], "small" for the demo'),
         Key('name', TEXT, PRESET, 'short name, used in snapshot prefixes'),
         Key('student_size', POSITIVE, PRESET, "the student's input after Interp"),
         Key('block_channels', WHOLES, PRESET, 'output channels of the conv blocks (2x2 max '
@@ -226,6 +227,7 @@ def check(config, where='config'):
     and 'config_path' when the config has one; errors name the config file and the dotted key."""
     config = copy.deepcopy(config)
     path, given = config.pop('config_path', None), config.pop('given', None)
+    overrides = config.pop('overrides', None)
     kind = kind_of(config)
     out = collections.OrderedDict()
     sections = [s for s in SECTIONS[kind] if '.' not in s]
@@ -251,6 +253,8 @@ def check(config, where='config'):
     if path is not None:  # a config checked again keeps what its file set
         out['config_path'] = path
     out['given'] = config if given is None else given
+    if overrides is not None:
+        out['overrides'] = overrides
     return out
 
 
@@ -324,19 +328,41 @@ def _overlay(base, top):
     return merged
 
 
-def load_config(path, quick=False, overrides=None):
+def load_config(path, quick=False, overrides=None, kind=None):
     """The checked config of a TOML file: its [quick] tables applied with quick=True, then
     `overrides` (a dict of the same shape), the types checked and the defaults filled. The
-    file's own values are kept under 'given' (before the defaults: what the user set)."""
+    file's own values are kept under 'given' (before the defaults: what the user set).
+    kind=USER: a config without [datalists] is an error."""
     import tomllib
     with open(path, 'rb') as f:
         config = tomllib.load(f)
+    if kind == USER and 'datalists' not in config:
+        raise ConfigError('%s: datalists: missing (the [datalists] table names your train and '
+                          'test lists; tools/demo.py runs the synthetic demo)' % path)
     quick_tables = config.pop('quick', {})
     if not isinstance(quick_tables, dict):
         raise ConfigError('%s: quick: is a value, not a [quick] table' % path)
     if quick:
         config = _overlay(config, quick_tables)
+    from_file = copy.deepcopy(config)
     if overrides:
         config = _overlay(config, overrides)
     config['config_path'] = path
-    return check(config, path)
+    checked = check(config, path)
+    checked['given'] = from_file
+    checked['overrides'] = copy.deepcopy(overrides or {})
+    return checked
+
+
+def origin(config, *keys):
+    """Where the value of config[keys[0]][keys[1]].. comes from: "command line" (load_config's
+    overrides), the config file, or None (a default)."""
+    for source, name in ((config.get('overrides', {}), 'command line'),
+                         (config.get('given', config), config.get('config_path', 'config'))):
+        for key in keys:
+            source = source.get(key) if isinstance(source, dict) else None
+            if source is None:
+                break
+        else:
+            return name
+    return None

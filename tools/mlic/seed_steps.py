@@ -1,0 +1,265 @@
+"""The steps of one training seed: the nets, the teacher, the teacher's targets computed once,
+the two KD stages, the student without KD and the two ablations, and their evaluation.
+
+Each step gets the results of the steps it needs as values (SeedNets, Trained) and returns its
+own; nothing is handed on through attributes. A training's fingerprint chains the keys of the
+steps it starts from with the text of its own net and solver, so that a new stage-1 learning
+rate reruns stage 1 and what starts from it, not the teacher.
+"""
+import collections
+import os
+import shutil
+import subprocess
+import sys
+
+from mlic import devices, evaluation_steps
+from mlic.net_settings import net_config
+from mlic.report import TRAININGS
+from mlic.run_config import ConfigError
+from mlic.steps import fingerprint
+
+SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
+              'stage2_only', 'teacher_eval', 'evaluate')
+
+SeedNets = collections.namedtuple('SeedNets', 'seed folder cfg classes files inputs_key key')
+SeedNets.__doc__ = ("One seed's nets: cfg, netgen's config (the same for every seed but the "
+                    'seeds); classes, the class names; files, {kind: path} of netgen.FILES; '
+                    'inputs_key, the fingerprint of what every net is made from besides its own '
+                    "settings (the datalists, init_weights); key, the nets step's")
+Trained = collections.namedtuple('Trained', 'key dir weights')
+Trained.__doc__ = ("A step's result: its key, its folder and, for a training, its final "
+                   '.caffemodel')
+
+TARGET_KINDS = {'soft_targets': 'stage-2 scores', 'roi_targets': 'stage-1 RoI features'}
+
+
+def precomputed(config):
+    """The [nets] keys of the teacher's outputs computed once: soft_targets, roi_targets."""
+    nets = config.get('nets', {})
+    return [key for key in TARGET_KINDS if nets.get(key) == 'precomputed']
+
+
+def check_roi_targets_room(train_list, num_proposals, fc_size, folder, where):
+    """The RoI features take lines x 2 x B x fc_size x 4 bytes: refuse what the disk cannot
+    hold before the teacher runs over the whole train list (VGG16 on MS-COCO: terabytes)."""
+    lines = sum(1 for line in open(train_list) if line.strip())
+    size = lines * 2 * num_proposals * fc_size * 4
+    free = shutil.disk_usage(folder).free
+    if size > 0.9 * free:
+        raise ConfigError('%s: nets.roi_targets = "precomputed": the teacher\'s RoI features '
+                          'of %d images x 2 sides x %d proposals x %d values take %.1f GB, '
+                          'and %s has %.1f GB free; use "online"'
+                          % (where, lines, num_proposals, fc_size, size / 1e9, folder,
+                             free / 1e9))
+
+
+class SeedSteps(object):
+    """The per-seed steps of a run over `dataset` (sources.Dataset) starting from `init`
+    (sources.Init). user_data: whether inputs only a user's data has enter the keys (see
+    sources). root: the repository root (where tools/compute_teacher_targets.py lies)."""
+
+    def __init__(self, workspace, config, dataset, init, user_data, root):
+        self.work, self.config, self.data, self.init = workspace, config, dataset, init
+        self.user_data, self.root = user_data, root
+        self.where = config.get('config_path', 'config')
+        self.gpus = config.get('gpus', [])
+        self.precomputed = precomputed(config)
+
+    def seed_folder(self, seed):
+        return os.path.join(self.work.folder, 'seed%d' % seed)
+
+    def user_inputs(self, *inputs):
+        """Inputs of a step that only a user's data has: left out of the demo's fingerprints,
+        so that demo runs made before they existed still resume."""
+        return inputs if self.user_data else ()
+
+    def targets_path(self, seed, key):
+        """The .npy of the teacher's precomputed outputs, key 'soft_targets' or 'roi_targets'."""
+        return os.path.join(self.seed_folder(seed), 'teacher_targets', key + '.npy')
+
+    # ---- the nets
+    def nets(self, seed):
+        from mlic import converters, netgen
+        classes = converters.read_classes(self.data.classes_file)
+        cfg = net_config(self.config, len(classes))
+        cfg['data_seed'] = seed
+        for solver in cfg['solver'].values():
+            solver['random_seed'] = seed
+        for key in self.precomputed:
+            cfg[key] = self.targets_path(seed, key)
+        inputs = list(self.user_inputs(self.data.root_folder)) + (
+            [self.init.key] if self.init.key else [])
+        folder = self.seed_folder(seed)
+        step = self.work.step('nets', self.data.key, cfg, *inputs, folder=folder)
+
+        def body(step):
+            paths = netgen.write_nets(step.dir, cfg, datalists=self.data.datalists,
+                                      root_folder=self.data.root_folder,
+                                      snapshot_dir=os.path.join(step.dir, 'snapshots'))
+            if self.init.weights:
+                self.check_init_weights(paths)
+        self.work.run_step(step, body, '%s nets and solvers (seed %d)' % (cfg['name'], seed))
+        files = {k: os.path.join(step.dir, v) for k, v in netgen.FILES.items()}
+        # What every net is made from besides its own settings; each training chains this with
+        # the text of its own net and solver (files_key), not with the whole config.
+        return SeedNets(seed, folder, cfg, classes, files,
+                        fingerprint(self.data.key, *inputs), step.key)
+
+    def check_init_weights(self, net_files):
+        """init_weights must hold every weight layer of the student but its classifier, with
+        the nets' shapes: the teacher's conv1_1 .. fc7 have the same names and shapes."""
+        from mlic import surgery
+        from caffe.proto import caffe_pb2
+        from google.protobuf import text_format
+        net = caffe_pb2.NetParameter()
+        with open(net_files['student_train']) as f:
+            text_format.Merge(f.read(), net)
+        trunk = [layer.name for layer in net.layer
+                 if layer.type in ('Convolution', 'InnerProduct', 'BatchNorm', 'Scale')
+                 and layer.name != 'fc8_mscoco']
+        try:
+            surgery.check_pretrained(self.init.weights, net_files['student_train'], trunk)
+        except surgery.SurgeryError as error:
+            raise ConfigError('%s: init_weights: %s does not fit the nets: %s'
+                              % (self.where, self.init.weights, error))
+
+    def files_key(self, nets, *kinds):
+        """Fingerprint of the nets' inputs and the text of the named files of FILES: a step
+        that uses only these files is redone when they change, and not when another net's
+        settings do (a new stage-1 learning rate must not retrain the teacher)."""
+        texts = []
+        for kind in kinds:
+            with open(nets.files[kind]) as f:
+                texts.append(f.read())
+        return fingerprint(nets.inputs_key, *texts)
+
+    # ---- the trainings
+    def train(self, nets, name, kind, after, init=None):
+        """Trains the `kind` solver in its own folder; init(step) -> .caffemodel paths or None.
+        `after`: the steps whose results it starts from; their keys chain into this one's, with
+        the text of its net and solver and what the nets are made from (init_weights, the
+        datalists)."""
+        from mlic import caffe_train
+        step = self.work.step(name, [s.key for s in after],
+                              self.files_key(nets, kind + '_train', kind + '_solver'),
+                              folder=nets.folder)
+        solver_path = nets.files[kind + '_solver']
+
+        def body(step):
+            from google.protobuf import text_format
+            solver = caffe_train.read_solver(solver_path)
+            solver.snapshot_prefix = os.path.join(step.dir, 'snap')
+            local_solver = os.path.join(step.dir, 'solver.prototxt')
+            with open(local_solver, 'w') as f:
+                f.write(text_format.MessageToString(solver))
+            weights = init(step) if init else None
+            final = devices.train(local_solver, os.path.join(step.dir, 'train.log'), self.gpus,
+                                  weights=weights, label='%s s%d' % (name, nets.seed),
+                                  progress=self.work.training_progress(), cwd=step.dir,
+                                  env=self.work.training_env())
+            shutil.copyfile(final, os.path.join(step.dir, 'final.caffemodel'))
+        iters = nets.cfg['solver'][kind]['max_iter']
+        self.work.run_step(step, body, 'training %s for %d iterations (seed %d)'
+                           % (kind, iters, nets.seed))
+        return Trained(step.key, step.dir, os.path.join(step.dir, 'final.caffemodel'))
+
+    def teacher_targets(self, nets, teacher):
+        """The teacher's outputs computed once (self.precomputed) of the train list from
+        `teacher`, by tools/compute_teacher_targets.py in its own process: with its share of the
+        cores beside another training, and not holding this process's interpreter."""
+        keys = self.precomputed
+        step = self.work.step('teacher_targets', teacher.key, keys,
+                              self.files_key(nets, 'stage2_teacher_deploy'), folder=nets.folder)
+
+        def body(step):
+            if 'roi_targets' in keys:
+                check_roi_targets_room(self.data.datalists['train'], nets.cfg['num_proposals'],
+                                       nets.cfg['fc_size'], nets.folder, self.where)
+            tool = os.path.join(self.root, 'tools', 'compute_teacher_targets.py')
+            args = [sys.executable, tool, '--net', nets.files['stage2_teacher_deploy'],
+                    '--teacher', teacher.weights, '--datalist', self.data.datalists['train'],
+                    '--root-folder', self.data.root_folder]
+            args += devices.targets_arguments(self.gpus, self.work.jobs)
+            for key in keys:
+                args += ['--' + key.replace('_', '-'), self.targets_path(nets.seed, key)]
+            done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env=dict(self.work.training_env(),
+                                                      GLOG_minloglevel='2'))
+            if done.returncode != 0:
+                raise RuntimeError('%s failed (exit %d):\n%s'
+                                   % (' '.join(args), done.returncode, done.stdout[-3000:]))
+        self.work.run_step(step, body, 'the teacher\'s %s of the train images, as read and '
+                           'mirrored (seed %d)' % (' and '.join(TARGET_KINDS[key] for key in keys),
+                                                   nets.seed))
+        return Trained(step.key, step.dir, None)
+
+    # ---- the graph
+    def graph(self, seed):
+        """{name: (the names it needs, callable(done) -> its result)} of one seed."""
+        from mlic import surgery
+        init_weights = self.init.weights
+        pretrained = [init_weights] if init_weights else None
+        evaluate = evaluation_steps.Evaluation(self.work, self.data, self.gpus, self.user_data)
+
+        def initialised(make):
+            def init(step):
+                out = os.path.join(step.dir, 'init.caffemodel')
+                make(out)
+                return [out]
+            return init
+
+        # The teacher's outputs computed once: the nets that read them wait for them and chain
+        # their key (stage 1 for the RoI features, both stage-2 nets for the soft targets).
+        soft = ('teacher_targets',) if 'soft_targets' in self.precomputed else ()
+        roi = ('teacher_targets',) if 'roi_targets' in self.precomputed else ()
+
+        def stage1(done):
+            nets, teacher = done['nets'], done['teacher']
+            return self.train(nets, 'stage1', 'stage1', [teacher] + [done[n] for n in roi],
+                              initialised(lambda out: surgery.stage1_init(
+                                  teacher.weights, nets.files['stage1_train'], out,
+                                  init_weights)))
+
+        def stage2(done):
+            nets, stage1, teacher = done['nets'], done['stage1'], done['teacher']
+            init = initialised(lambda out: surgery.stage2_init(
+                stage1.weights, teacher.weights, nets.files['stage2_train'], out))
+            return self.train(nets, 'stage2', 'stage2', [stage1] + [done[n] for n in soft], init)
+
+        def stage1_only(done):
+            stage1 = done['stage1']
+            return self.train(done['nets'], 'stage1_only', 'student', [stage1],
+                              lambda step: [stage1.weights])
+
+        def stage2_only(done):
+            nets, teacher = done['nets'], done['teacher']
+            init = initialised(lambda out: surgery.stage2_init(
+                None, teacher.weights, nets.files['stage2_train'], out,
+                imagenet_model=init_weights))
+            return self.train(nets, 'stage2_only', 'stage2', [teacher] + [done[n] for n in soft],
+                              init)
+
+        def files_key(kind):
+            return lambda nets: self.files_key(nets, kind)
+
+        steps = {
+            'nets': ((), lambda done: self.nets(seed)),
+            'teacher': (('nets',), lambda done: self.train(
+                done['nets'], 'teacher', 'wsddn', [], lambda step: pretrained)),
+            'stage1': (('nets', 'teacher') + roi, stage1),
+            'stage2': (('nets', 'teacher', 'stage1') + soft, stage2),
+            'student': (('nets',), lambda done: self.train(
+                done['nets'], 'student', 'student', [], lambda step: pretrained)),
+            'stage1_only': (('nets', 'stage1'), stage1_only),
+            'stage2_only': (('nets', 'teacher') + soft, stage2_only),
+            # After the targets (when precomputed): they run one process per job.
+            'teacher_eval': (('nets', 'teacher') + (soft or roi), lambda done: evaluate.teacher(
+                done['nets'], done['teacher'], files_key('wsddn_deploy')(done['nets']))),
+            'evaluate': (('nets', 'teacher_eval') + TRAININGS, lambda done: evaluate.students(
+                done['nets'], {name: done[name] for name in TRAININGS}, done['teacher_eval'],
+                files_key('student_deploy')(done['nets']))),
+        }
+        if self.precomputed:
+            steps['teacher_targets'] = (('nets', 'teacher'), lambda done: self.teacher_targets(
+                done['nets'], done['teacher']))
+        return steps
