@@ -34,6 +34,8 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     markdown = (folder / 'results.md').read_text()
     assert all(name in markdown for name in ROWS) and 'CorLoc' in markdown
     assert '| seed1/teacher | ' in markdown  # the step times of this run
+    effective = (folder / 'effective_config.toml').read_text()
+    assert 'num_train = 96  # ' in effective and 'preset = "small"  # default' in effective
     for png in ('training_curves.png', 'top3_examples.png'):
         image = cv2.imread(str(folder / png))
         assert image is not None and image.std() > 0, png
@@ -56,3 +58,44 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     assert again.returncode == 0, again.stdout[-3000:]
     assert 'training' not in again.stdout and 'generating' not in again.stdout
     assert again.stdout.count('done already') == 13  # data, proposals, pretrain .. evaluate
+
+
+def test_help_lists_every_step_and_key_of_the_demo():
+    from mlic import pipeline, run_config
+    done = subprocess.run([sys.executable, DEMO, '--help'], stdout=subprocess.PIPE, text=True,
+                          timeout=120)
+    assert done.returncode == 0
+    for name, _ in pipeline.STEP_HELP:
+        if name != 'datalists':
+            assert '\n  %s ' % name in done.stdout, name
+    for section in ('data', 'proposals', 'pretrain', 'nets'):
+        assert '  [%s]' % section in done.stdout
+        for key in run_config.SCHEMA[section]:
+            assert '    %s ' % key.name in done.stdout, (section, key.name)
+
+
+def test_print_config_shows_the_quick_demo_and_where_each_value_comes_from(tmp_path):
+    done = subprocess.run([sys.executable, DEMO, '--quick', '--print-config', '--jobs', '1',
+                           '--folder', str(tmp_path / 'run')], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+    toml = os.path.join(ROOT, 'tools', 'demo.toml')
+    assert 'folder = "runs/demo-quick"  # %s' % toml in done.stdout
+    assert 'jobs = 1  # command line' in done.stdout
+    assert 'gpus = []  # default' in done.stdout
+    assert 'preset = "small"  # default' in done.stdout
+    assert 'fc_size = 32  # %s' % toml in done.stdout  # the [quick] table's
+    assert 'score_scale = 1.0  # preset small' in done.stdout
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_wrong_type_in_the_demo_config_is_named_before_anything_runs(tmp_path):
+    config = tmp_path / 'demo.toml'
+    config.write_text(open(os.path.join(ROOT, 'tools', 'demo.toml')).read().replace(
+        'num_train = 1600', 'num_train = "many"'))
+    done = subprocess.run([sys.executable, DEMO, '--config', str(config), '--folder',
+                           str(tmp_path / 'run')], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "%s: data.num_train: 'many' is not a whole number >= 1" % config in done.stdout
+    assert not (tmp_path / 'run').exists()

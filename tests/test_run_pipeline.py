@@ -93,6 +93,7 @@ def test_whole_method_on_user_datalists_then_a_rerun_redoes_nothing(user_data, t
     folder = tmp_path / 'run'
     markdown = check_table(folder)
     assert 'Teacher detection on the test split (seed 1): VOC07 mAP@0.5' in markdown
+    assert 'fc_size = 16  # %s' % config in (folder / 'effective_config.toml').read_text()
     evaluated = json.loads((folder / 'seed1' / 'evaluate' / 'results.json').read_text())
     assert 0 <= evaluated['teacher_detection']['mAP'] <= 1
     for step in TRAININGS:

@@ -94,7 +94,7 @@ class Pipeline(object):
 
     def __init__(self, config, folder=None, progress=True, root=None):
         self.config = run_config.check(config, config.get('config_path', 'config'))
-        self.where = self.config['config_path']
+        self.where = self.config.get('config_path', 'config')
         self.root = root or caffe_train.ROOT
         if folder:
             folder = os.path.abspath(folder)
