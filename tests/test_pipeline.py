@@ -298,3 +298,19 @@ def test_the_schema_names_every_key_of_the_nets_config():
     in_schema = {key.name for key in run_config.SCHEMA['nets']} - {'preset'}
     assert in_schema | {'batch_size', 'solver'} | set(run_config.NET_KEYS_FROM_DATA) == set(
         netgen.FULL)
+
+
+def test_one_gpu_reaches_the_caffe_tool_and_none_leaves_it_on_the_cpu(tmp_path):
+    # The real tool, on a solver whose net does not exist: it stops at once, after the
+    # command line went to the log.
+    from mlic import caffe_train
+    solver = tmp_path / 'solver.prototxt'
+    solver.write_text('net: "no_such_net.prototxt"\nbase_lr: 0.1\nmax_iter: 1\n'
+                      'snapshot_prefix: "snap"\n')
+    for gpus, flag in (([], None), ([3], '-gpu 3')):
+        log = tmp_path / ('train%d.log' % len(gpus))
+        with pytest.raises(caffe_train.TrainingError):
+            devices.train(str(solver), str(log), gpus, progress=False, cwd=str(tmp_path))
+        command = log.read_text().splitlines()[0]
+        assert command.startswith('### ') and ' train -solver ' in command
+        assert (flag in command) if flag else ('-gpu' not in command)
