@@ -195,7 +195,7 @@ SECTIONS = {
     USER: ('', 'datalists', 'nets', 'nets.batch_size', 'nets.solver'),
 }
 OPTIONAL_SECTIONS = ('pretrain',)  # a demo config without [pretrain] trains from scratch
-DEMO_ONLY_TOP = ()
+# The demo makes its own init_weights (the [pretrain] step).
 USER_ONLY_TOP = ('init_weights',)
 # Set by the data, never by [nets]: its classes file, bbox_num and image_size, and the seed.
 NET_KEYS_FROM_DATA = ('num_classes', 'num_proposals', 'image_size', 'data_seed', 'datalists')
@@ -204,13 +204,13 @@ NET_KEYS_FROM_DATA = ('num_classes', 'num_proposals', 'image_size', 'data_seed',
 def keys_of(section, kind):
     """{name: Key} of a section in a kind of config."""
     keys = SCHEMA[section]
-    if section == '':
-        other = USER_ONLY_TOP if kind == DEMO else DEMO_ONLY_TOP
-        keys = [key for key in keys if key.name not in other]
+    if section == '' and kind == DEMO:
+        keys = [key for key in keys if key.name not in USER_ONLY_TOP]
     return collections.OrderedDict((key.name, key) for key in keys)
 
 
 def kind_of(config):
+    """USER for a config with [datalists], else DEMO."""
     return USER if 'datalists' in config else DEMO
 
 
