@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "caffe/util/math_functions.hpp"
@@ -16,10 +17,27 @@ void CrossEntropyLossLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom
   CheckBlobCount(this->layer_param_, "bottom", bottom.size(), 2, 2);
   CheckBlobCount(this->layer_param_, "top", top.size(), 1, 1);
   LossLayer<Dtype>::LayerSetUp(bottom, top);
+  if (this->layer_param_.python_param().param_str().find("ignore_label") != std::string::npos) {
+    ThrowLayerParamError(this->layer_param_, "python_param.param_str",
+        "ignore_label is given as loss_param { ignore_label: -1 }, as on stock Caffe's loss "
+        "layers");
+  }
   mlic::CrossEntropyLossParameter param;
   ParseLayerParam(this->layer_param_, &param);
-  has_ignore_label_ = param.has_ignore_label();
-  ignore_label_ = param.ignore_label();
+  const LossParameter& loss_param = this->layer_param_.loss_param();
+  // The loss is normalised by the batch size as in the original; a setting asking for another
+  // normalisation would be silently ignored, so it is an error.
+  if ((loss_param.has_normalization() &&
+       loss_param.normalization() != LossParameter_NormalizationMode_BATCH_SIZE) ||
+      (!loss_param.has_normalization() && loss_param.has_normalize() &&
+       loss_param.normalize())) {
+    ThrowLayerParamError(this->layer_param_, loss_param.has_normalization() ?
+        "loss_param.normalization" : "loss_param.normalize",
+        "this loss is always normalised by the batch size N, as in the original (only "
+        "normalization: BATCH_SIZE or normalize: false)");
+  }
+  has_ignore_label_ = loss_param.has_ignore_label();
+  ignore_label_ = has_ignore_label_ ? Dtype(loss_param.ignore_label()) : Dtype(0);
 }
 
 template <typename Dtype>
@@ -46,12 +64,12 @@ void CrossEntropyLossLayer<Dtype>::CheckTargets(const Blob<Dtype>& targets) cons
   const int per_image = targets.count(1);
   for (int i = 0; i < targets.count(); ++i) {
     const Dtype y = target[i];
-    if ((y >= 0 && y <= 1) || (has_ignore_label_ && y == ignore_label_)) continue;
+    if ((y >= 0 && y <= 1) || Ignored(y)) continue;
     ThrowLayerParamError(this->layer_param_, "bottom[1]",
         "target " + ToString(y) + " (image " + ToString(i / per_image) + ", value " +
         ToString(i % per_image) + ") is not a probability in [0, 1]" +
-        (has_ignore_label_ ? " nor ignore_label " + ToString(ignore_label_) :
-        std::string(" (set ignore_label to skip such targets)")));
+        (has_ignore_label_ ? " nor loss_param.ignore_label " + ToString(ignore_label_) :
+        std::string(" (give loss_param { ignore_label: -1 } to skip -1 targets)")));
   }
 }
 
@@ -74,7 +92,7 @@ void CrossEntropyLossLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& botto
   Dtype loss = 0;
   for (int i = 0; i < bottom[0]->count(); ++i) {
     const Dtype y = target[i];
-    if (has_ignore_label_ && y == ignore_label_) continue;
+    if (Ignored(y)) continue;
     loss -= y * std::log(std::max(prob[i], min_prob)) +
         (1 - y) * std::log(std::max(1 - prob[i], min_prob));
   }
@@ -94,12 +112,9 @@ void CrossEntropyLossLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   for (int i = 0; i < bottom[0]->count(); ++i) {
     const Dtype p = prob[i];
     const Dtype y = target[i];
-    Dtype d = 0;
-    if (!(has_ignore_label_ && y == ignore_label_)) {
-      if (p > min_prob) d -= y / p;
-      if (1 - p > min_prob) d += (1 - y) / (1 - p);
-    }
-    prob_diff[i] = scale * d;
+    // The original fork's rule, clamped denominators included (see the header).
+    prob_diff[i] = Ignored(y) ? Dtype(0) :
+        scale * ((1 - y) / std::max(1 - p, min_prob) - y / std::max(p, min_prob));
   }
 }
 

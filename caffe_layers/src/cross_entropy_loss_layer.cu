@@ -20,6 +20,7 @@ __global__ void CrossEntropyLossForward(const int count, const Dtype* prob,
   }
 }
 
+// The original fork's gradient, clamped denominators included (see the header).
 template <typename Dtype>
 __global__ void CrossEntropyLossBackward(const int count, const Dtype* prob,
     const Dtype* target, const bool has_ignore_label, const Dtype ignore_label,
@@ -27,12 +28,8 @@ __global__ void CrossEntropyLossBackward(const int count, const Dtype* prob,
   CUDA_KERNEL_LOOP(i, count) {
     const Dtype p = prob[i];
     const Dtype y = target[i];
-    Dtype d = 0;
-    if (!(has_ignore_label && y == ignore_label)) {
-      if (p > min_prob) d -= y / p;
-      if (1 - p > min_prob) d += (1 - y) / (1 - p);
-    }
-    prob_diff[i] = scale * d;
+    prob_diff[i] = (has_ignore_label && y == ignore_label) ? Dtype(0) :
+        scale * ((1 - y) / max(1 - p, min_prob) - y / max(p, min_prob));
   }
 }
 

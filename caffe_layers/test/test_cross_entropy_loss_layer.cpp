@@ -51,6 +51,21 @@ class CrossEntropyLossLayerTest : public MultiDeviceTest<TypeParam> {
     return param;
   }
 
+  LayerParameter IgnoreParam(int ignore_label) {
+    LayerParameter param = Param("");
+    param.mutable_loss_param()->set_ignore_label(ignore_label);
+    return param;
+  }
+
+  // The original fork's gradient w.r.t. p (clamped denominators), written out for the current
+  // bottoms, with the ignored targets' zero.
+  double ExpectedGradient(int i, bool has_ignore, double ignore) {
+    const double p = prob_->cpu_data()[i];
+    const double y = target_->cpu_data()[i];
+    if (has_ignore && y == ignore) return 0;
+    return (-y / std::max(p, 1e-4) + (1 - y) / std::max(1 - p, 1e-4)) / prob_->num();
+  }
+
   // The formula of the header, written out for the current bottoms.
   double ExpectedLoss(bool has_ignore, double ignore) {
     const Dtype* p = prob_->cpu_data();
@@ -112,14 +127,19 @@ TYPED_TEST(CrossEntropyLossLayerTest, ForwardScalesWithLossWeight) {
   EXPECT_NEAR(layer.Forward(this->bottom_, this->top_), 3 * this->ExpectedLoss(false, 0), 1e-4);
 }
 
-TYPED_TEST(CrossEntropyLossLayerTest, ClampAtZeroAndOneBoundsLossAndStopsGradient) {
+// The loss is clamped at 1e-4; the gradient keeps the original fork's rule there (the loss is
+// flat, so GradientChecker cannot check this region: it is checked by values).
+TYPED_TEST(CrossEntropyLossLayerTest, ClampBoundsLossAndGradientFollowsTheOriginal) {
   typedef typename TypeParam::Dtype Dtype;
   Dtype* p = this->prob_->mutable_cpu_data();
   Dtype* y = this->target_->mutable_cpu_data();
-  p[0] = 0;  y[0] = 1;   // confidently wrong: -log(1e-4), no gradient
-  p[1] = 1;  y[1] = 0;   // confidently wrong the other way
-  p[2] = 0;  y[2] = 0;   // right: only the unclamped term, gradient 1/(1 - p) / N
-  p[3] = 5e-5;  y[3] = 1;
+  p[0] = 0;  y[0] = 1;         // confidently wrong: loss -log(1e-4), gradient -1/1e-4 / N
+  p[1] = 1;  y[1] = 0;         // confidently wrong the other way: +1/1e-4 / N
+  p[2] = 0;  y[2] = 0;         // right: only the unclamped term, 1/(1 - p) / N
+  p[3] = 5e-5;  y[3] = 1;      // inside the clamp: -1/1e-4 / N, as at p = 0
+  p[4] = 1 - 5e-5;  y[4] = 0;
+  p[5] = 0;  y[5] = 0.25;      // a soft target: both terms, one clamped
+  p[6] = 1;  y[6] = 1;         // right at 1: the clamped term has weight 1 - y = 0
   CrossEntropyLossLayer<Dtype> layer(this->Param(""));
   layer.SetUp(this->bottom_, this->top_);
   const Dtype loss = layer.Forward(this->bottom_, this->top_);
@@ -128,11 +148,33 @@ TYPED_TEST(CrossEntropyLossLayerTest, ClampAtZeroAndOneBoundsLossAndStopsGradien
   propagate_down[0] = true;
   layer.Backward(this->top_, propagate_down, this->bottom_);
   const Dtype* diff = this->prob_->cpu_diff();
-  EXPECT_EQ(diff[0], 0);
-  EXPECT_EQ(diff[1], 0);
-  EXPECT_NEAR(diff[2], 1.0 / 4, 1e-6);
-  EXPECT_EQ(diff[3], 0);
-  for (int i = 0; i < this->prob_->count(); ++i) EXPECT_TRUE(std::isfinite(diff[i]));
+  const int n = this->prob_->num();
+  EXPECT_NEAR(diff[0], -1e4 / n, 1e-2);
+  EXPECT_NEAR(diff[1], 1e4 / n, 1e-2);
+  EXPECT_NEAR(diff[2], 1.0 / n, 1e-6);
+  EXPECT_NEAR(diff[3], -1e4 / n, 1e-2);
+  EXPECT_NEAR(diff[4], 1e4 / n, 1e-2);
+  EXPECT_NEAR(diff[5], (-0.25e4 + 0.75) / n, 1e-2);
+  EXPECT_NEAR(diff[6], -1.0 / n, 1e-6);
+  for (int i = 0; i < this->prob_->count(); ++i) {
+    const double expected = this->ExpectedGradient(i, false, 0);
+    EXPECT_NEAR(diff[i], expected, 1e-5 * std::max(1.0, std::fabs(expected))) << i;
+  }
+}
+
+TYPED_TEST(CrossEntropyLossLayerTest, GradientScalesWithLossWeightInTheClamp) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->prob_->mutable_cpu_data()[0] = 2e-5;
+  this->target_->mutable_cpu_data()[0] = 1;
+  LayerParameter param = this->Param("");
+  param.add_loss_weight(0.5);
+  CrossEntropyLossLayer<Dtype> layer(param);
+  layer.SetUp(this->bottom_, this->top_);
+  layer.Forward(this->bottom_, this->top_);
+  vector<bool> propagate_down(2, false);
+  propagate_down[0] = true;
+  layer.Backward(this->top_, propagate_down, this->bottom_);
+  EXPECT_NEAR(this->prob_->cpu_diff()[0], -0.5e4 / this->prob_->num(), 1e-2);
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, Gradient) {
@@ -157,19 +199,79 @@ TYPED_TEST(CrossEntropyLossLayerTest, IgnoredTargetsAddNothing) {
   typedef typename TypeParam::Dtype Dtype;
   Dtype* y = this->target_->mutable_cpu_data();
   y[1] = y[7] = y[18] = -1;
-  CrossEntropyLossLayer<Dtype> layer(this->Param("ignore_label: -1"));
+  CrossEntropyLossLayer<Dtype> layer(this->IgnoreParam(-1));
   layer.SetUp(this->bottom_, this->top_);
   const Dtype loss = layer.Forward(this->bottom_, this->top_);
+  // Normalised by N = 4 images, not by the 17 targets left.
   EXPECT_NEAR(loss, this->ExpectedLoss(true, -1), 1e-5);
   vector<bool> propagate_down(2, false);
   propagate_down[0] = true;
   layer.Backward(this->top_, propagate_down, this->bottom_);
-  EXPECT_EQ(this->prob_->cpu_diff()[1], 0);
-  EXPECT_EQ(this->prob_->cpu_diff()[7], 0);
-  EXPECT_EQ(this->prob_->cpu_diff()[18], 0);
-  EXPECT_NE(this->prob_->cpu_diff()[0], 0);
+  const Dtype* diff = this->prob_->cpu_diff();
+  EXPECT_EQ(diff[1], 0);
+  EXPECT_EQ(diff[7], 0);
+  EXPECT_EQ(diff[18], 0);
+  for (int i = 0; i < this->prob_->count(); ++i) {
+    EXPECT_NEAR(diff[i], this->ExpectedGradient(i, true, -1), 1e-5) << i;
+  }
   GradientChecker<Dtype> checker(1e-3, 1e-2, 1701);
   checker.CheckGradientExhaustive(&layer, this->bottom_, this->top_, 0);
+}
+
+// An ignored target is ignored also where its probability sits in the clamp, where the
+// original's rule would otherwise give a large gradient.
+TYPED_TEST(CrossEntropyLossLayerTest, IgnoredTargetsInTheClampGetNoGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  Dtype* p = this->prob_->mutable_cpu_data();
+  Dtype* y = this->target_->mutable_cpu_data();
+  p[0] = 0;  y[0] = -1;
+  p[1] = 1;  y[1] = -1;
+  p[2] = 5e-5;  y[2] = 1;
+  CrossEntropyLossLayer<Dtype> layer(this->IgnoreParam(-1));
+  layer.SetUp(this->bottom_, this->top_);
+  EXPECT_NEAR(layer.Forward(this->bottom_, this->top_), this->ExpectedLoss(true, -1), 1e-4);
+  vector<bool> propagate_down(2, false);
+  propagate_down[0] = true;
+  layer.Backward(this->top_, propagate_down, this->bottom_);
+  EXPECT_EQ(this->prob_->cpu_diff()[0], 0);
+  EXPECT_EQ(this->prob_->cpu_diff()[1], 0);
+  EXPECT_NEAR(this->prob_->cpu_diff()[2], -1e4 / this->prob_->num(), 1e-2);
+}
+
+TYPED_TEST(CrossEntropyLossLayerTest, GradientSoftTargetsWithIgnoredEntries) {
+  typedef typename TypeParam::Dtype Dtype;
+  Dtype* y = this->target_->mutable_cpu_data();
+  for (int i = 0; i < this->target_->count(); ++i) y[i] = (i % 5) / Dtype(4);
+  y[3] = y[12] = -1;
+  CrossEntropyLossLayer<Dtype> layer(this->IgnoreParam(-1));
+  layer.SetUp(this->bottom_, this->top_);
+  EXPECT_NEAR(layer.Forward(this->bottom_, this->top_), this->ExpectedLoss(true, -1), 1e-5);
+  GradientChecker<Dtype> checker(1e-3, 1e-2, 1701);
+  checker.CheckGradientExhaustive(&layer, this->bottom_, this->top_, 0);
+}
+
+TYPED_TEST(CrossEntropyLossLayerTest, AcceptsBatchSizeNormalization) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->IgnoreParam(-1);
+  param.mutable_loss_param()->set_normalization(LossParameter_NormalizationMode_BATCH_SIZE);
+  CrossEntropyLossLayer<Dtype> layer(param);
+  layer.SetUp(this->bottom_, this->top_);
+  EXPECT_NEAR(layer.Forward(this->bottom_, this->top_), this->ExpectedLoss(true, -1), 1e-5);
+}
+
+TYPED_TEST(CrossEntropyLossLayerTest, RejectsOtherNormalization) {
+  LayerParameter param = this->IgnoreParam(-1);
+  param.mutable_loss_param()->set_normalization(LossParameter_NormalizationMode_VALID);
+  this->ExpectSetUpError(param, "loss_param.normalization: this loss is always normalised by "
+      "the batch size N");
+  param.mutable_loss_param()->clear_normalization();
+  param.mutable_loss_param()->set_normalize(true);
+  this->ExpectSetUpError(param, "loss_param.normalize: this loss is always normalised");
+}
+
+TYPED_TEST(CrossEntropyLossLayerTest, RejectsIgnoreLabelInParamStr) {
+  this->ExpectSetUpError(this->Param("ignore_label: -1"),
+      "python_param.param_str: ignore_label is given as loss_param { ignore_label: -1 }");
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetOutsideZeroOne) {
@@ -180,12 +282,12 @@ TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetOutsideZeroOne) {
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsNegativeTargetWithoutIgnoreLabel) {
   this->target_->mutable_cpu_data()[0] = -1;
-  this->ExpectForwardError(this->Param(""), "set ignore_label");
+  this->ExpectForwardError(this->Param(""), "give loss_param { ignore_label: -1 }");
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetNotEqualToIgnoreLabel) {
   this->target_->mutable_cpu_data()[0] = -2;
-  this->ExpectForwardError(this->Param("ignore_label: -1"), "nor ignore_label -1");
+  this->ExpectForwardError(this->IgnoreParam(-1), "nor loss_param.ignore_label -1");
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetsOfAnotherSize) {

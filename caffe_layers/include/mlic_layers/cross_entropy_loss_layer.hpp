@@ -17,16 +17,26 @@ const double kCrossEntropyFloor = 1e-4;
 //   loss = -(1/N) sum_i [y_i log max(p_i, 1e-4) + (1 - y_i) log max(1 - p_i, 1e-4)]
 // bottom[0]: probabilities p, N images (e.g. (N, 1, C, 1), WSDDN's image_level_score);
 // bottom[1]: targets y with the same number of values per image (e.g. (N, C)).
-// N is the batch size (shape(0)), also when targets are ignored.
+//
+// Ignored targets: with `loss_param { ignore_label: L }` (the field stock Caffe's loss layers
+// read, so that one setting reads the same on every loss of a net) a target equal to L (e.g. -1,
+// a VOC class that is only "difficult" in the image) adds nothing to the loss and gets a zero
+// gradient. The original fork has no ignore label. N stays the batch size (shape(0)) also when
+// targets are ignored: the original divides by N, as does stock SigmoidCrossEntropyLoss under
+// its default normalization (BATCH_SIZE), which the students' label loss uses; loss_param's
+// normalization / normalize may only ask for that.
 //
 // Targets: any y in [0, 1] is used as it is (soft targets: the formula is defined for them;
-// the original fork treated every y != 1 as 0, which is the same for 0/1 labels). A target
-// equal to ignore_label (when set) adds nothing to the loss or the gradient. Any other value
-// (negative, above 1, NaN) is an error in Forward rather than a silently meaningless loss.
+// the original fork's forward treated every y != 1 as 0, which is the same for 0/1 labels). Any
+// other value (negative other than ignore_label, above 1, NaN) is an error in Forward rather
+// than a silently meaningless loss.
 //
-// The gradient w.r.t. p is that of the clamped formula: a term whose clamp is active
-// (p <= 1e-4, or 1 - p <= 1e-4) passes no gradient. The targets get none (asking for it is an
-// error, as in SigmoidCrossEntropyLoss).
+// The gradient w.r.t. p is the original fork's, also where the loss is clamped:
+//   d loss / d p_i = (1/N) [-y_i / max(p_i, 1e-4) + (1 - y_i) / max(1 - p_i, 1e-4)]
+// (times loss_weight). So a clamped term keeps pushing p back (at p = 5e-5 with y = 1 the
+// gradient is -1e4/N), while the loss itself is flat there: below 1e-4 (and above 1 - 1e-4)
+// the gradient is not the loss's derivative. The targets get none (asking for it is an error,
+// as in SigmoidCrossEntropyLoss).
 template <typename Dtype>
 class CrossEntropyLossLayer : public LossLayer<Dtype> {
  public:
@@ -56,8 +66,12 @@ class CrossEntropyLossLayer : public LossLayer<Dtype> {
   void CheckTargets(const Blob<Dtype>& targets) const;
   void CheckNoTargetGradient(const vector<bool>& propagate_down) const;
 
+  inline bool Ignored(Dtype target) const {
+    return has_ignore_label_ && target == ignore_label_;
+  }
+
   bool has_ignore_label_;
-  Dtype ignore_label_;
+  Dtype ignore_label_;  // loss_param.ignore_label (an int32 there)
   Blob<Dtype> ones_;  // to sum the per-value losses on the GPU (they may be negative for p > 1)
 };
 
