@@ -21,6 +21,8 @@ import os
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from mlic.datalist import IGNORE_LABEL
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NETS = ('wsddn', 'stage1', 'stage2', 'student')
@@ -45,6 +47,12 @@ NET_NAMES = {'wsddn': 'VGG16_wsddn', 'stage1': 'stage1', 'stage2': 'stage2',
 
 DATA_MODULE = 'caffe_layers.data_layer'
 DATA_LAYER = 'MultiLabelRoIDataLayer'
+
+# Every loss that reads the datalist's labels ignores the label "ignore" (-1: a VOC class that is
+# only "difficult" in the image): no loss, no gradient, still divided by the batch size. The
+# original has no ignore label (its lists have none). Stage 2's soft loss reads the teacher's
+# scores, not labels, and goes without.
+LABEL_LOSS_PARAM = {'ignore_label': int(IGNORE_LABEL)}
 
 # (lr_mult, decay_mult) of weights and biases.
 BACKBONE = ((1, 1), (2, 0))
@@ -430,7 +438,8 @@ def train_net(cfg, kind, datalists, root_folder='', inputs=False):
     if kind == 'wsddn':
         net.add('roi', 'WsdRoigen', ['list_roi'])
         score = teacher(net, cfg, 'data', kd=False, heads=True)
-        net.add('loss', 'CrossEntropyLoss', [score, labels], loss_weight=1)
+        net.add('loss', 'CrossEntropyLoss', [score, labels], loss_weight=1,
+                loss_param=LABEL_LOSS_PARAM)
     elif kind == 'stage1':
         net.add('silence', 'Silence', [labels], top=[])
         net.add('roi', 'WsdRoigen', ['list_roi'])
@@ -463,12 +472,12 @@ def train_net(cfg, kind, datalists, root_folder='', inputs=False):
                 propagate_down=[True, False], loss_weight=cfg['soft_loss_weight'],
                 phase=caffe_pb2.TRAIN if cfg['soft_targets'] and not inputs else None)
         net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, labels],
-                propagate_down=[True, False], loss_weight=1)
+                propagate_down=[True, False], loss_weight=1, loss_param=LABEL_LOSS_PARAM)
     elif kind == 'student':
         net.add('silence', 'Silence', ['list_roi'], top=[])
         logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
         net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, labels],
-                propagate_down=[True, False], loss_weight=1)
+                propagate_down=[True, False], loss_weight=1, loss_param=LABEL_LOSS_PARAM)
     else:
         raise ValueError('unknown net %r (one of %s)' % (kind, ', '.join(NETS)))
     return net.param

@@ -6,7 +6,10 @@ LayerParameter; stock Caffe cannot read them. Our layers take the same fields as
 becomes our Python data layer. The text is parsed here with a small reader of the protobuf text
 format (so stock caffe.proto need not know the fork's fields); everything else is copied as it
 is, comments dropped. Layers and settings are not otherwise changed (see README.md, "Where we differ from the original" for
-what our generated nets change on purpose).
+what our generated nets change on purpose), but for one addition: every CrossEntropyLoss and
+SigmoidCrossEntropyLoss whose targets are the data layer's labels gets
+`loss_param { ignore_label: -1 }`, as in our generated nets, so that lists with "ignore" labels
+(-1) train (the fork's losses would read -1 as a target).
 """
 import re
 
@@ -236,6 +239,37 @@ def convert_layer(layer, source):
         layer.value.append(Field('python_param', inner, layer.line))
 
 
+# Losses whose targets may be the datalist's labels, and the layers that pass labels on unchanged
+# in value (so that a loss reading their top still reads labels).
+LABEL_LOSSES = ('CrossEntropyLoss', 'SigmoidCrossEntropyLoss')
+LABEL_PASSING = ('Slice', 'Split', 'Reshape', 'Flatten')
+
+
+def ignore_labels_in_losses(fields):
+    """Adds loss_param { ignore_label: -1 } to every label loss whose targets (bottom[1]) come
+    from a HumanAttData layer, directly or through LABEL_PASSING layers; an ignore_label already
+    given is kept."""
+    label_blobs = set()
+    for layer in fields:
+        if layer.key != 'layer' or not isinstance(layer.value, list):
+            continue
+        types = layer.get('type')
+        type_ = unquote(types[0].value) if types else ''
+        bottoms = [unquote(f.value) for f in layer.get('bottom')]
+        tops = [unquote(f.value) for f in layer.get('top')]
+        if type_ == 'HumanAttData' or (type_ in LABEL_PASSING and
+                                        any(b in label_blobs for b in bottoms)):
+            label_blobs.update(tops)
+        elif type_ in LABEL_LOSSES and len(bottoms) > 1 and bottoms[1] in label_blobs:
+            given = [f for f in layer.get('loss_param') if isinstance(f.value, list)]
+            ignore = Field('ignore_label', str(netgen.LABEL_LOSS_PARAM['ignore_label']),
+                           layer.line)
+            if not given:
+                layer.value.append(Field('loss_param', [ignore], layer.line))
+            elif not given[0].get('ignore_label'):
+                given[0].value.append(ignore)
+
+
 def render(fields, indent=0):
     lines = []
     for field in fields:
@@ -254,6 +288,7 @@ def convert(text, source='<text>'):
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     fields = parse(text, source)
+    ignore_labels_in_losses(fields)
     for field in fields:
         if field.key == 'layers' and isinstance(field.value, list):
             raise ConversionError('%s:%d: V1 `layers` blocks are not converted; upgrade the net '
