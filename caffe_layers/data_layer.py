@@ -26,6 +26,7 @@ import mmap
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import time
 import weakref
@@ -37,6 +38,7 @@ from google.protobuf import text_format
 import caffe
 import caffe_layers  # noqa: F401  (puts mlic_layers_pb2 on sys.path)
 import mlic_layers_pb2
+from mlic import distributed
 from mlic.datalist import Datalist, DatalistError, is_padding, pad_proposals
 
 LAYER = 'MultiLabelRoIDataLayer'
@@ -214,37 +216,46 @@ def read_image(path, width, height):
 
 class BatchPlan(object):
     """Which images each batch takes, its scale and which images are mirrored, drawn in order
-    from one generator: batches run on across epoch ends and each epoch reshuffles."""
+    from one generator: batches run on across epoch ends and each epoch reshuffles.
 
-    def __init__(self, num_images, batch_size, shuffle, seed, scale_factors, mirror):
+    In a training over several GPUs (rank of count solvers) every rank draws the same epoch
+    orders and takes its own share of each (mlic.distributed.shard_order), so the ranks train on
+    disjoint images that together make the epoch; scales and mirrors come from a generator of
+    the rank's own. One solver (count 1) draws everything from one generator, as before."""
+
+    def __init__(self, num_images, batch_size, shuffle, seed, scale_factors, mirror,
+                 rank=0, count=1):
         self.num_images = num_images
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.scale_factors = list(scale_factors)
         self.mirror = mirror
+        self.rank, self.count = rank, count
         self.rng = np.random.RandomState(seed)
+        self.augment_rng = (self.rng if count == 1 else
+                            np.random.RandomState(distributed.rank_seed(seed, rank)))
         self.order = self.new_epoch_order()
         self.position = 0
 
     def new_epoch_order(self):
-        if self.shuffle:
-            return self.rng.permutation(self.num_images)
-        return np.arange(self.num_images)
+        order = self.rng.permutation(self.num_images) if self.shuffle else \
+            np.arange(self.num_images)
+        return distributed.shard_order(order, self.rank, self.count)
 
     def next_batch(self):
         indices = []
         for _ in range(self.batch_size):
-            if self.position == self.num_images:
+            if self.position == len(self.order):
                 self.order = self.new_epoch_order()
                 self.position = 0
             indices.append(int(self.order[self.position]))
             self.position += 1
         scale = 1.0
         if self.scale_factors:
-            scale = self.scale_factors[self.rng.randint(len(self.scale_factors))]
+            scale = self.scale_factors[self.augment_rng.randint(len(self.scale_factors))]
         mirrors = np.zeros(self.batch_size, dtype=bool)
         if self.mirror:
-            mirrors = self.rng.randint(2, size=self.batch_size).astype(bool)
+            mirrors = self.augment_rng.randint(2, size=self.batch_size).astype(bool)
         return indices, scale, mirrors
 
 
@@ -317,6 +328,9 @@ def worker_loop(maker, tasks, results, slots, parent_pid):
     # Exit without flushing batches nobody will read: with the parent gone, a full pipe would
     # block the exit forever.
     results.cancel_join_thread()
+    # Ctrl-C reaches the whole process group; the trainer (or the caffe tool's -sigint_effect)
+    # decides what it means, and it needs the workers for the iterations up to its snapshot.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             task = tasks.get(timeout=POLL_S)
@@ -366,16 +380,24 @@ class MultiLabelRoIDataLayer(caffe.Layer):
                                      param.new_width, param.new_height, param.root_folder)
         except DatalistError as e:
             raise DataLayerError('source', 'the datalist is not usable:\n%s' % e)
+        # Training over several GPUs: this solver's share of the images (TEST: all of them,
+        # only the root solver tests).
+        rank, count = (caffe.solver_rank(), caffe.solver_count()) if train else (0, 1)
+        if len(self.datalist) < count:
+            raise DataLayerError('source', '%s has %d images, fewer than the %d solvers that '
+                                 'share them' % (param.source, len(self.datalist), count))
         self.plan = BatchPlan(len(self.datalist), param.batch_size, param.shuffle, param.seed,
-                              param.scale_factors if train else [], param.mirror and train)
+                              param.scale_factors if train else [], param.mirror and train,
+                              rank, count)
         self.skipped = 0
         # The teacher's outputs, per image and side: gathered here, not by the workers, so that
         # a memory-mapped file is read once per batch and not sent through the result queue.
         self.targets = [load(param, len(self.datalist)) for _, load in extra]
         self.start_workers(BatchMaker(param, self.datalist), train)
         self.batch = None
-        log.info('%s: %d images from %s, batch %d, %s phase', LAYER, len(self.datalist),
-                 param.source, param.batch_size, 'TRAIN' if train else 'TEST')
+        log.info('%s: %d images from %s, batch %d, %s phase%s', LAYER, len(self.datalist),
+                 param.source, param.batch_size, 'TRAIN' if train else 'TEST',
+                 ', solver %d of %d' % (rank, count) if count > 1 else '')
 
     def start_workers(self, maker, train):
         p = self.param
