@@ -3,7 +3,7 @@
 PYTHON := .venv/bin/python
 SETUP := bash tools/setup/setup.sh
 
-.PHONY: setup plugin demo test test-cpp test-py bench clean
+.PHONY: setup plugin demo test test-cpp test-py bench gpu-check clean
 
 setup:
 	$(SETUP) all
@@ -26,6 +26,11 @@ test-py:
 bench: setup
 	$(PYTHON) tools/benchmark_layers.py $(BENCH_ARGS)
 	$(PYTHON) tools/benchmark_data_layer.py $(DATA_BENCH_ARGS)
+
+# On a machine with an NVIDIA GPU: builds for it, runs the GPU tests and benchmarks, prints a
+# table (tools/gpu_check.sh); elsewhere it says there is no GPU and fails.
+gpu-check:
+	bash tools/gpu_check.sh
 
 clean:
 	rm -rf build

@@ -16,6 +16,16 @@ def caffe():
     return caffe_module
 
 
+def pytest_ignore_collect(collection_path, config):
+    """tests/gpu needs a GPU: it is collected only when named on the command line (as
+    tools/gpu_check.sh does), never by a plain `pytest tests`."""
+    gpu_tests = os.path.join(ROOT, 'tests', 'gpu')
+    if str(collection_path) != gpu_tests:
+        return None
+    named = [os.path.abspath(str(arg).split('::')[0]) for arg in config.args]
+    return None if any(arg.startswith(gpu_tests) for arg in named) else True
+
+
 def run_caffe_tool(args, cwd, timeout=600):
     """Runs tools/caffe; returns the CompletedProcess with stdout and stderr joined."""
     return subprocess.run([CAFFE_TOOL] + list(args), cwd=cwd, stdout=subprocess.PIPE,

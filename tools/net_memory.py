@@ -54,17 +54,14 @@ def main(argv=None):
     try:
         for net in args.nets:
             batch = args.batch or own_batch(net)
-            memory = net_memory.estimate(net, batch, solver_type=solver_type)
+            effective = args.effective_batch or batch
+            every = net_memory.estimates(net, sorted(set(range(1, effective + 1)) | {batch}),
+                                         solver_type=solver_type)
+            memory = every[batch]
             test = net_memory.test_net_activations(net)
-            cache = {}
-
-            def at(b, net=net):
-                if b not in cache:
-                    cache[b] = net_memory.estimate(net, b, solver_type=solver_type)
-                return cache[b]
             fits = []
             for g in gpus:
-                found = net_memory.iter_size_for(at, args.effective_batch or batch, g * GIB,
+                found = net_memory.iter_size_for(every.__getitem__, effective, g * GIB,
                                                  CONTEXT_BYTES + test, engine='CUDNN')
                 fits.append('%d x %d' % found if found else 'does not fit')
             rows.append([os.path.relpath(net), str(batch)] + [gib(v) for v in memory] +

@@ -180,7 +180,7 @@ def _buffers(spec, layer):
         return _count(tops[0])  # argmax
     if layer.type == 'Dropout':
         return _count(bottoms[0])  # the mask
-    if layer.type == 'RoiDistillationLoss':
+    if layer.type == 'RoIDistillationLoss':
         return 2 * _count(bottoms[0]) + bottoms[0][0]  # diff, weighted diff, row weights
     if layer.type == 'CrossEntropyLoss':
         return _count(bottoms[0])
@@ -245,20 +245,27 @@ def _floats_to_bytes(memory):
 
 
 def estimate(net_path, batch, phase='TRAIN', solver_type='SGD'):
-    """Memory (bytes of each part) that net_path needs at `batch`, extrapolated from the net
-    at batch 1 and 2 after checking that every part is affine in the batch (each blob, and so
-    each part, is exactly proportional to it or does not depend on it)."""
+    """Memory (bytes of each part) that net_path needs at `batch` (see estimates)."""
+    return estimates(net_path, [batch], phase, solver_type)[batch]
+
+
+def estimates(net_path, batches, phase='TRAIN', solver_type='SGD'):
+    """{batch: Memory (bytes of each part)} that net_path needs at each of `batches`,
+    extrapolated from the net at batch 1 and 2 after checking that every part is affine in the
+    batch (each blob, and so each part, is exactly proportional to it or does not depend on
+    it)."""
     import caffe
     phase_id = caffe.TRAIN if phase == 'TRAIN' else caffe.TEST
-    if batch < 1:
-        raise NetMemoryError('the batch must be at least 1, got %d' % batch)
+    for batch in batches:
+        if batch < 1:
+            raise NetMemoryError('the batch must be at least 1, got %d' % batch)
     nets = [net_at_batch(net_path, b, phase_id) for b in (1, 2)]
     shapes = [layer_shapes(net) for net in nets]
     check_affine(net_path, *shapes)
     one, two = (memory_of(net, solver_type, layers) for net, layers in zip(nets, shapes))
-    if batch <= 2:
-        return _floats_to_bytes(one if batch == 1 else two)
-    return _floats_to_bytes(Memory(*(a + (b - a) * (batch - 1) for a, b in zip(one, two))))
+    return {batch: _floats_to_bytes(Memory(*(a + (b - a) * (batch - 1)
+                                             for a, b in zip(one, two))))
+            for batch in batches}
 
 
 def check_affine(net_path, at_one, at_two):
