@@ -212,3 +212,18 @@ def test_sighup_snapshots_and_goes_on(nets, tmp_path):
     snapshots = sorted(os.listdir(str(folder / 'snapshots')))
     assert len(snapshots) == 2 and snapshots[0].endswith('.caffemodel'), snapshots
     assert max(log_losses(str(log))) == 40  # it went on to max_iter (Solve's last line)
+
+
+def test_train_to_end_resumes_the_newest_snapshot_and_skips_a_finished_run(nets, tmp_path):
+    solver, prefix = solver_copy(nets, 'to_end')
+    final = trainer.train_to_end(solver, str(tmp_path / 'a.log'), cwd=str(tmp_path),
+                                 progress=False)
+    assert final == prefix + '_iter_6.caffemodel'
+    for suffix in ('caffemodel', 'solverstate'):  # as if killed after iteration 3's snapshot
+        os.remove('%s_iter_6.%s' % (prefix, suffix))
+    log = tmp_path / 'b.log'
+    assert trainer.train_to_end(solver, str(log), cwd=str(tmp_path), progress=False) == final
+    assert min(log_losses(str(log))) == 3  # resumed, did not start over
+    before = os.path.getmtime(final)
+    assert trainer.train_to_end(solver, str(log), cwd=str(tmp_path), progress=False) == final
+    assert os.path.getmtime(final) == before

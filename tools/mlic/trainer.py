@@ -388,11 +388,12 @@ def _child(job, rank, count, device, uid_queue, board, messages, parent_pid):
 
 class Progress(object):
     """A line with the iteration, the loss averaged as Caffe's display does, the speed and the
-    time left; on a terminal it updates in place, elsewhere a line every `every` seconds."""
+    time left; on a terminal it updates in place, elsewhere (or with lines, when trainings run
+    side by side) a line every `every` seconds."""
 
-    def __init__(self, label, stream=sys.stderr, every=10.0):
+    def __init__(self, label, stream=sys.stderr, every=10.0, lines=False):
         self.label, self.stream, self.every = label, stream, every
-        self.tty = hasattr(stream, 'isatty') and stream.isatty()
+        self.tty = not lines and hasattr(stream, 'isatty') and stream.isatty()
         self.last_print = 0.0
         self.first = self.total = None
         self.start = time.time()
@@ -450,7 +451,8 @@ def train(solver, gpus=(), weights=(), snapshot=None, log=None, progress=True,
     weights: .caffemodel files to start from (like `caffe train -weights a,b`); snapshot: a
     .solverstate to resume. Relative paths (these, and the solver's own) are relative to cwd
     (default: the current folder). log: a file that takes Caffe's output (appended), else it
-    goes to stderr. progress: print the progress line to `stream`."""
+    goes to stderr. progress: print the progress line to `stream` (True), as separate lines
+    ('lines'), or not (False)."""
     job = Job(os.path.abspath(solver), tuple(gpus), tuple(weights), snapshot, sigint_effect,
               sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log))
     check_job(job)
@@ -467,7 +469,8 @@ def train(solver, gpus=(), weights=(), snapshot=None, log=None, progress=True,
                              args=(job, rank, count, job.gpus[rank] if job.gpus else None,
                                    uid_queue, board, messages, os.getpid()))
              for rank in range(count)]
-    bar = Progress(label or os.path.basename(solver), stream) if progress else None
+    bar = (Progress(label or os.path.basename(solver), stream, lines=progress == 'lines')
+           if progress else None)
     handlers = {}
 
     def on_signal(signum, frame):
@@ -536,6 +539,36 @@ def train(solver, gpus=(), weights=(), snapshot=None, log=None, progress=True,
             bar.label, 'stopped' if outcome.stopped else 'done', outcome.iteration,
             outcome.caffemodel or 'no snapshot'))
     return outcome
+
+
+def latest_snapshot(prefix):
+    """(iteration, path) of the newest .solverstate written under prefix, or None."""
+    import glob
+    import re
+    best = None
+    for path in glob.glob(prefix + '_iter_*.solverstate'):
+        match = re.search(r'_iter_(\d+)\.solverstate$', path)
+        if match and (best is None or int(match.group(1)) > best[0]):
+            best = (int(match.group(1)), path)
+    return best
+
+
+def train_to_end(solver, log, gpus=(), weights=(), cwd=None, label=None, progress=True):
+    """For a pipeline: trains `solver` to max_iter and returns the final .caffemodel. A finished
+    training is not run again, an interrupted one resumes from its newest snapshot (weights then
+    do not apply); a training stopped by a signal raises TrainerError."""
+    param = read_solver(solver)
+    prefix = os.path.join(cwd or os.getcwd(), param.snapshot_prefix)
+    final = snapshot_paths(prefix, param.max_iter, param.snapshot_format)[0]
+    if os.path.exists(final):
+        return final
+    resume = latest_snapshot(prefix)
+    outcome = train(solver, gpus, () if resume else tuple(weights),
+                    resume[1] if resume else None, log, progress, cwd=cwd, label=label)
+    if outcome.stopped or outcome.caffemodel != os.path.abspath(final):
+        raise TrainerError('%s stopped at iteration %d before max_iter %d; run it again to '
+                           'resume' % (solver, outcome.iteration, param.max_iter))
+    return final
 
 
 # ---- a cluster: every rank started by the launcher -------------------------------------------
