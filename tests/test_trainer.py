@@ -227,3 +227,16 @@ def test_train_to_end_resumes_the_newest_snapshot_and_skips_a_finished_run(nets,
     before = os.path.getmtime(final)
     assert trainer.train_to_end(solver, str(log), cwd=str(tmp_path), progress=False) == final
     assert os.path.getmtime(final) == before
+
+
+def test_the_ranks_get_the_environment_they_are_given(nets, tmp_path):
+    """The pipeline hands its trainings an environment (threads, OpenBLAS): a bad glog setting
+    in it shows that the ranks ran with it."""
+    solver, prefix = solver_copy(nets, 'env')
+    log = tmp_path / 'env.log'
+    env = dict(os.environ, GLOG_minloglevel='2')  # no glog INFO: no "Iteration N" lines of
+    # Caffe's; only the trainer's own last one (Solve's final display) is left
+    final = trainer.pipeline_train(solver, str(log), (), progress=False, cwd=str(tmp_path),
+                                   env=env)
+    assert final == prefix + '_iter_6.caffemodel'
+    assert sorted(log_losses(str(log))) == [6] and 'Test net #0' in log.read_text()

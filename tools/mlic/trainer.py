@@ -47,10 +47,12 @@ class TrainerError(RuntimeError):
     pass
 
 
-class Job(collections.namedtuple('Job', 'solver gpus weights snapshot sigint sighup cwd log')):
+class Job(collections.namedtuple('Job',
+                                 'solver gpus weights snapshot sigint sighup cwd log env')):
     """What every rank needs to know: the solver file, the devices (empty: CPU), the
     .caffemodel files to start from, the .solverstate to resume, the signal effects, the folder
-    the solver's paths are relative to, and the log file (None: the terminal)."""
+    the solver's paths are relative to, the log file (None: the terminal) and the environment
+    of the ranks (None: this process's)."""
 
 
 def parse_gpus(text):
@@ -353,6 +355,9 @@ def _child(job, rank, count, device, uid_queue, board, messages, parent_pid):
     """A rank started by train(): in its own process group, so that Ctrl-C reaches the parent
     (which asks the ranks to stop together) and not the ranks or their data workers."""
     os.setpgid(0, 0)
+    if job.env is not None:  # before Caffe and its libraries read it
+        os.environ.clear()
+        os.environ.update(job.env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if job.log:
@@ -443,7 +448,7 @@ def _log_tail(path, lines=30):
 
 def train(solver, gpus=(), weights=(), snapshot=None, log=None, progress=True,
           sigint_effect='stop', sighup_effect='snapshot', cwd=None, label=None,
-          stream=sys.stderr):
+          stream=sys.stderr, env=None):
     """Trains `solver` on the CPU (gpus empty) or on the given GPUs of this machine, one process
     per GPU; returns the Outcome (the iteration reached, the last .caffemodel and .solverstate
     written, whether a signal stopped it early).
@@ -452,9 +457,10 @@ def train(solver, gpus=(), weights=(), snapshot=None, log=None, progress=True,
     .solverstate to resume. Relative paths (these, and the solver's own) are relative to cwd
     (default: the current folder). log: a file that takes Caffe's output (appended), else it
     goes to stderr. progress: print the progress line to `stream` (True), as separate lines
-    ('lines'), or not (False)."""
+    ('lines'), or not (False). env: the ranks' environment (default this process's)."""
     job = Job(os.path.abspath(solver), tuple(gpus), tuple(weights), snapshot, sigint_effect,
-              sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log))
+              sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log),
+              dict(env) if env is not None else None)
     check_job(job)
     if job.log:
         os.makedirs(os.path.dirname(job.log), exist_ok=True)
@@ -553,7 +559,8 @@ def latest_snapshot(prefix):
     return best
 
 
-def train_to_end(solver, log, gpus=(), weights=(), cwd=None, label=None, progress=True):
+def train_to_end(solver, log, gpus=(), weights=(), cwd=None, label=None, progress=True,
+                 env=None):
     """For a pipeline: trains `solver` to max_iter and returns the final .caffemodel. A finished
     training is not run again, an interrupted one resumes from its newest snapshot (weights then
     do not apply); a training stopped by a signal raises TrainerError."""
@@ -563,12 +570,20 @@ def train_to_end(solver, log, gpus=(), weights=(), cwd=None, label=None, progres
     if os.path.exists(final):
         return final
     resume = latest_snapshot(prefix)
-    outcome = train(solver, gpus, () if resume else tuple(weights),
-                    resume[1] if resume else None, log, progress, cwd=cwd, label=label)
+    outcome = train(solver, gpus, () if resume else tuple(weights or ()),
+                    resume[1] if resume else None, log, progress, cwd=cwd, label=label, env=env)
     if outcome.stopped or outcome.caffemodel != os.path.abspath(final):
         raise TrainerError('%s stopped at iteration %d before max_iter %d; run it again to '
                            'resume' % (solver, outcome.iteration, param.max_iter))
     return final
+
+
+def pipeline_train(solver_path, log_path, gpus, weights=None, label=None, progress=True,
+                   cwd=None, env=None):
+    """The pipeline's multi-GPU hook (mlic.devices.multi_gpu_train): caffe_train.train's
+    arguments and result, on `gpus`."""
+    return train_to_end(solver_path, log_path, tuple(gpus), weights or (), cwd, label, progress,
+                        env)
 
 
 # ---- a cluster: every rank started by the launcher -------------------------------------------
@@ -581,7 +596,7 @@ def run_rank_from_env(solver, where, nccl_id_file, gpus=(), weights=(), snapshot
     and acts on signals; the others read the id and follow rank 0's stop. Returns rank 0's
     Outcome (None on the other ranks)."""
     job = Job(os.path.abspath(solver), tuple(gpus), tuple(weights), snapshot, sigint_effect,
-              sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log))
+              sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log), None)
     check_job(job)
     if not nccl_id_file:
         raise TrainerError('%s started %d ranks: give --nccl-id-file, a path on storage every '
