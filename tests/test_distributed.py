@@ -42,10 +42,15 @@ def test_inconsistent_launcher_variables_are_named(env, message):
 
 
 def test_local_rank_picks_the_gpu():
-    assert distributed.device_for(1, ()) == 1
-    assert distributed.device_for(1, (4, 6)) == 6
+    assert distributed.device_for(1, (), {}) == 1
+    assert distributed.device_for(1, (4, 6), {}) == 6
+    # --gpus-per-node: every task sees all; --gpus-per-task=1: each sees its own as device 0.
+    assert distributed.device_for(3, (), {'CUDA_VISIBLE_DEVICES': '0,1,2,3'}) == 3
+    assert distributed.device_for(3, (), {'CUDA_VISIBLE_DEVICES': '3'}) == 0
     with pytest.raises(distributed.DistributedError, match='names only 2 device'):
-        distributed.device_for(2, (4, 6))
+        distributed.device_for(2, (4, 6), {})
+    with pytest.raises(distributed.DistributedError, match='shows 2 GPU'):
+        distributed.device_for(2, (), {'CUDA_VISIBLE_DEVICES': '0,1'})
 
 
 def test_run_keys_tell_launches_apart():

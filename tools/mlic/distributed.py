@@ -69,11 +69,18 @@ def rank_from_env(env=None):
     return None
 
 
-def device_for(local_rank, gpus):
-    """The GPU a rank uses on its node: the local_rank-th of --gpus when given, else the
-    local_rank-th visible device (CUDA_VISIBLE_DEVICES, which Slurm's --gpus-per-task sets,
-    already narrows what 0, 1, ... mean)."""
+def device_for(local_rank, gpus, env=None):
+    """The GPU a rank uses on its node: the local_rank-th of --gpus when given; else the
+    local_rank-th visible device, or the only one when the launcher gives each rank its own
+    (Slurm's --gpus-per-task=1 sets CUDA_VISIBLE_DEVICES to one GPU per task)."""
+    env = os.environ if env is None else env
     if not gpus:
+        visible = [d for d in env.get('CUDA_VISIBLE_DEVICES', '').split(',') if d.strip()]
+        if len(visible) == 1:
+            return 0
+        if visible and local_rank >= len(visible):
+            raise DistributedError('local rank %d but CUDA_VISIBLE_DEVICES=%s shows %d GPU(s)'
+                                   % (local_rank, env['CUDA_VISIBLE_DEVICES'], len(visible)))
         return local_rank
     if local_rank >= len(gpus):
         raise DistributedError('this node runs rank %d (local rank %d) but --gpus names only %d '

@@ -351,6 +351,16 @@ def run_rank(job, rank, count, device, uid, board, report, parent_pid=None):
 
 # ---- one machine: the parent and its ranks ----------------------------------------------------
 
+def _output_to(path):
+    """This process's stdout and stderr (Caffe's log among them) appended to `path`."""
+    out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    sys.stdout = os.fdopen(1, 'w', buffering=1)
+    sys.stderr = os.fdopen(2, 'w', buffering=1)
+
+
 def _child(job, rank, count, device, uid_queue, board, messages, parent_pid):
     """A rank started by train(): in its own process group, so that Ctrl-C reaches the parent
     (which asks the ranks to stop together) and not the ranks or their data workers."""
@@ -361,11 +371,7 @@ def _child(job, rank, count, device, uid_queue, board, messages, parent_pid):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if job.log:
-        out = os.open(job.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        sys.stdout = os.fdopen(1, 'w', buffering=1)
-        sys.stderr = os.fdopen(2, 'w', buffering=1)
+        _output_to(job.log)
     try:
         uid = None
         if count > 1:
@@ -594,7 +600,8 @@ def run_rank_from_env(solver, where, nccl_id_file, gpus=(), weights=(), snapshot
     """This process's part of a training whose ranks a launcher started: `where` is its
     distributed.Rank. Rank 0 makes the NCCL id, writes it to nccl_id_file, shows the progress
     and acts on signals; the others read the id and follow rank 0's stop. Returns rank 0's
-    Outcome (None on the other ranks)."""
+    Outcome (None on the other ranks). log: rank 0's Caffe output; rank r's goes to
+    <log>.rank<r>."""
     job = Job(os.path.abspath(solver), tuple(gpus), tuple(weights), snapshot, sigint_effect,
               sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log), None)
     check_job(job)
@@ -602,7 +609,7 @@ def run_rank_from_env(solver, where, nccl_id_file, gpus=(), weights=(), snapshot
         raise TrainerError('%s started %d ranks: give --nccl-id-file, a path on storage every '
                            'node sees, to hand the NCCL id from rank 0 to the others'
                            % (where.launcher, where.world_size))
-    device = distributed.device_for(where.local_rank, job.gpus)
+    device = distributed.device_for(where.local_rank, job.gpus, env)
     key = distributed.run_key(env)
     board = FileBoard(os.path.abspath(nccl_id_file), key)
     import caffe
@@ -618,7 +625,6 @@ def run_rank_from_env(solver, where, nccl_id_file, gpus=(), weights=(), snapshot
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # rank 0 decides when all stop
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         uid = distributed.read_id_file(nccl_id_file, key, timeout_s=id_timeout_s)
-    bar = Progress(os.path.basename(solver), stream) if progress and root else None
 
     def report(kind, *values):
         if not bar:
@@ -632,6 +638,13 @@ def run_rank_from_env(solver, where, nccl_id_file, gpus=(), weights=(), snapshot
         elif kind == 'log':
             bar.say(values[0])
 
+    if job.log:  # after the handshake, whose errors belong on the terminal; rank 0 in the
+        # log, rank r beside it in <log>.rank<r>; the progress stays where stderr was
+        os.makedirs(os.path.dirname(job.log), exist_ok=True)
+        if stream is sys.stderr or stream is sys.__stderr__:
+            stream = os.fdopen(os.dup(2), 'w', buffering=1)
+        _output_to(job.log if root else '%s.rank%d' % (job.log, where.rank))
+    bar = Progress(os.path.basename(solver), stream) if progress and root else None
     if root:
         for signum, effect in ((signal.SIGINT, sigint_effect), (signal.SIGHUP, sighup_effect)):
             signal.signal(signum, lambda s, f, code=EFFECT_CODE[effect]: board.request(code))
