@@ -586,7 +586,7 @@ def train_to_end(solver, log, gpus=(), weights=(), cwd=None, label=None, progres
 
 def pipeline_train(solver_path, log_path, gpus, weights=None, label=None, progress=True,
                    cwd=None, env=None):
-    """The pipeline's multi-GPU hook (mlic.devices.multi_gpu_train): caffe_train.train's
+    """The pipeline's multi-GPU training (mlic.devices.train): caffe_train.train's
     arguments and result, on `gpus`."""
     return train_to_end(solver_path, log_path, tuple(gpus), weights or (), cwd, label, progress,
                         env)
