@@ -31,7 +31,6 @@ import sys
 import time
 import weakref
 
-import cv2
 import numpy as np
 from google.protobuf import text_format
 
@@ -39,7 +38,9 @@ import caffe
 import caffe_layers  # noqa: F401  (puts mlic_layers_pb2 on sys.path)
 import mlic_layers_pb2
 from mlic import distributed
-from mlic.datalist import Datalist, DatalistError, is_padding, pad_proposals
+from mlic.datalist import Datalist, DatalistError, pad_proposals
+from mlic.preprocess import (ImageError, Pixels, read_image, rescale, scaled_size, to_planes,
+                             transform_proposals)
 
 LAYER = 'MultiLabelRoIDataLayer'
 # How often a waiting process looks whether its peer is still alive, and how long the layer
@@ -183,37 +184,6 @@ def load_roi_targets(param, num_images):
     return targets
 
 
-def scaled_size(size, scale):
-    """Image side after scaling; the original multiplies in float and truncates."""
-    return int(np.float32(size) * np.float32(scale))
-
-
-def transform_proposals(proposals, scale, mirror, width):
-    """Boxes of a (B, 5) array after scaling by `scale` and, with mirror, flipping in an image
-    `width` pixels wide (the scaled width). Touched coordinates are truncated to int, as the
-    original stores them in ints; padding rows and scores are left alone."""
-    out = np.array(proposals, dtype=np.float32)
-    real = ~is_padding(out)
-    boxes = out[real, :4]
-    if scale != 1:
-        boxes = np.trunc(np.trunc(boxes) * np.float32(scale))
-    if mirror:
-        boxes = np.trunc(boxes)
-        x1 = boxes[:, 0].copy()
-        boxes[:, 0] = width - 1 - boxes[:, 2]
-        boxes[:, 2] = width - 1 - x1
-    out[real, :4] = boxes
-    return out
-
-
-def read_image(path, width, height):
-    """8-bit BGR image resized to width x height, or None when it cannot be read."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
 class BatchPlan(object):
     """Which images each batch takes, its scale and which images are mirrored, drawn in order
     from one generator: batches run on across epoch ends and each epoch reshuffles.
@@ -267,8 +237,7 @@ class BatchMaker(object):
         self.param = param
         self.datalist = datalist
         self.root_folder = param.root_folder
-        mean = list(param.mean_value) or [0.0]
-        self.mean = np.asarray(mean * 3 if len(mean) == 1 else mean, dtype=np.float32)
+        self.pixels = Pixels.from_param(param)
 
     def image_path(self, entry):
         return os.path.join(self.root_folder, entry.image_path)
@@ -279,15 +248,17 @@ class BatchMaker(object):
         for step in range(len(self.datalist)):
             read = (index + step) % len(self.datalist)
             entry = self.datalist[read]
-            image = read_image(self.image_path(entry), self.param.new_width,
-                               self.param.new_height)
-            if image is not None:
+            try:
+                image = read_image(self.image_path(entry), self.param.new_width,
+                                   self.param.new_height, self.param.max_pixels)
                 return read, entry, image, skipped
+            except ImageError as e:
+                reason = str(e)
             if not self.param.skip_unreadable:
-                raise DataLayerError('source', 'cannot read image %s (%s line %d)'
+                raise DataLayerError('source', 'cannot read image %s (%s line %d): %s'
                                      % (self.image_path(entry), self.datalist.path,
-                                        entry.line_number))
-            skipped.append((self.image_path(entry), entry.line_number))
+                                        entry.line_number, reason))
+            skipped.append((self.image_path(entry), entry.line_number, reason))
         raise DataLayerError('source', 'no image of %s can be read' % self.datalist.path)
 
     def make(self, plan, data):
@@ -306,15 +277,8 @@ class BatchMaker(object):
             reads.append(read)
             skipped += passed_over
             if scale != 1:
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-            if mirrors[i]:
-                image = cv2.flip(image, 1)
-            # Contiguous planes first: subtracting from strided HWC channel views costs twice as
-            # much, and this loop is most of the layer's own CPU per image.
-            for c, plane in enumerate(cv2.split(image)):
-                np.subtract(plane, self.mean[c], out=data[i, c], dtype=np.float32)
-            if p.scale != 1:
-                data[i] *= np.float32(p.scale)
+                image = rescale(image, width, height)
+            to_planes(image, self.pixels, mirrors[i], out=data[i])
             proposals, _ = pad_proposals(entry.proposals, p.bbox_num)
             label_roi[i, :p.att_num] = entry.labels
             label_roi[i, p.att_num:] = transform_proposals(proposals, scale, mirrors[i],
@@ -446,10 +410,11 @@ class MultiLabelRoIDataLayer(caffe.Layer):
                 continue
             if error is not None:
                 raise RuntimeError(error)
-            for path, line_number in skipped:
+            for path, line_number, reason in skipped:
                 self.skipped += 1
-                log.warning('%s: skipped unreadable image %s (%s line %d); %d skipped so far',
-                            LAYER, path, self.param.source, line_number, self.skipped)
+                log.warning('%s: skipped unreadable image %s (%s line %d: %s); %d skipped so '
+                            'far', LAYER, path, self.param.source, line_number, reason,
+                            self.skipped)
             self.ready[batch_index] = (slot, shape, label_roi, sides)
         self.batch = self.ready.pop(self.next_to_use)
         self.next_to_use += 1

@@ -1,5 +1,6 @@
 """MultiLabelRoIDataLayer through pycaffe and the real `caffe train`: image values, box scaling
-and mirroring as SPEC 3 states them, the label_roi layout, determinism and errors."""
+and mirroring as the original's data layer makes them, the label_roi layout, determinism and
+errors; the inference paths prepare images as the layer does (one preprocessing module)."""
 import math
 import os
 import re
@@ -103,7 +104,7 @@ def expected_image(root, i, scale, mirror):
 
 
 def expected_proposals(i, scale, mirror):
-    """SPEC 3 by hand: corners truncated to int when touched, scaled, then x mirrored in the
+    """The original's rule by hand: corners truncated to int when touched, scaled, then x mirrored in the
     scaled width; bbox_num rows, the best-scoring kept, padding rows (-1) after."""
     rows = sorted(PROPOSALS[i], key=lambda r: -r[4])[:BBOX_NUM]
     rows = [r for r in PROPOSALS[i] if r in rows]
@@ -120,8 +121,8 @@ def expected_proposals(i, scale, mirror):
     return np.array(out, dtype=np.float32)
 
 
-def test_transform_proposals_is_spec_3():
-    from caffe_layers.data_layer import transform_proposals
+def test_transform_proposals_truncates_scales_and_mirrors_as_the_original():
+    from mlic.preprocess import transform_proposals
     proposals = np.array([[10.7, 3.2, 671, 500.9, 0.5], [-1, -1, -1, -1, -1]], dtype=np.float32)
     scale = 0.714286
     width = 480  # int(672 * 0.714286)
@@ -137,7 +138,7 @@ def test_transform_proposals_is_spec_3():
 
 
 def test_scaled_sizes_of_the_released_factors():
-    from caffe_layers.data_layer import scaled_size
+    from mlic.preprocess import scaled_size
     factors = [0.714286, 0.857143, 1, 1.095239, 1.238096]
     assert [scaled_size(672, s) for s in factors] == [480, 576, 672, 736, 832]
 
@@ -306,16 +307,68 @@ def test_bad_parameters_name_layer_and_field(caffe, dataset, overrides, message)
 
 def test_bad_datalist_is_reported_at_set_up(caffe, dataset):
     with open(str(dataset / 'list.txt'), 'a') as f:
-        f.write('img0.png 1 0 0 0 0 0 0 0 50 10 0.5\n')  # a duplicate with a box too wide
+        f.write('img0.png 1 0 0 0 0 0 0 0 50 10 nan\n')  # a score that is not a number
         f.write('missing.png 1 0 0 0 0 0 0 0 10 10\n')  # 10 numbers: not 6 + 5k
     listing = re.escape(str(dataset / 'list.txt'))
     with pytest.raises(RuntimeError) as error:
         make_net(caffe, dataset, caffe.TRAIN)
     message = str(error.value)
     assert message.startswith('MultiLabelRoIDataLayer: source: the datalist is not usable')
-    assert re.search(listing + r':7: proposals\[0\]\.x2: 50 is outside the 40x30', message)
-    assert re.search(listing + r':7: image: img0\.png is a duplicate of line 1', message)
+    assert re.search(listing + r':7: proposals\[0\]\.s: nan is not finite', message)
     assert re.search(listing + r':8: fields: 10 numbers', message)
+
+
+def test_the_layer_clips_corners_as_the_validator_does(caffe, dataset, caplog):
+    """Corners on or past the resized image's edge (the original's lists have them) are
+    clipped to it, the same rows the validator's reading gives; a duplicate line is kept."""
+    from mlic.datalist import scan_datalist
+    lines = (dataset / 'list.txt').read_text().splitlines()
+    lines[1] = format_line('img1.png', np.eye(C)[1], [[5, 6, 40, 30, 1], [39.6, 0, 45, 12, 0.5]])
+    lines.append(lines[0])
+    (dataset / 'list.txt').write_text('\n'.join(lines) + '\n')
+    entries, problems = scan_datalist(str(dataset / 'list.txt'), C, WIDTH, HEIGHT, str(dataset))
+    assert problems == []
+    np.testing.assert_array_equal(entries[1].proposals, [[5, 6, 39, 29, 1], [39, 0, 39, 12, 0.5]])
+    net = make_net(caffe, dataset, caffe.TEST, batch_size=len(lines))
+    net.forward()
+    label_roi = net.blobs['label_roi'].data
+    np.testing.assert_array_equal(label_roi[1, C:C + 10].reshape(2, 5), entries[1].proposals)
+    np.testing.assert_array_equal(label_roi[-1], label_roi[0])  # the duplicate, kept
+    warnings = [r.getMessage() for r in caplog.records if 'accepted as the original' in
+                r.getMessage()]
+    assert len(warnings) == 1
+    assert '2 boxes on 1 lines (first: line 2): corners outside the 40x30' in warnings[0]
+    assert '1 lines (first: line 7): an image listed again' in warnings[0]
+
+
+def test_images_above_max_pixels_are_refused_before_decoding(caffe, dataset):
+    # img0.png is 50 x 20 = 1000 pixels.
+    with pytest.raises(RuntimeError, match=r'source: cannot read image %s \(%s line 1\): 50 x 20 '
+                       r'pixels is more than the limit of 999'
+                       % (re.escape(str(dataset / 'img0.png')),
+                          re.escape(str(dataset / 'list.txt')))):
+        make_net(caffe, dataset, caffe.TEST, batch_size=1, max_pixels=999, workers=1,
+                 prefetch=1).forward()
+    net = make_net(caffe, dataset, caffe.TEST, batch_size=1, max_pixels=1000, workers=1,
+                   prefetch=1)
+    net.forward()  # the first batch, img0.png, at the limit
+    assert np.argmax(net.blobs['label_roi'].data[0, :C]) == 0
+
+
+def test_inference_prepares_images_as_the_test_phase_with_the_configs_mean(caffe, dataset):
+    """Training and evaluation share one preprocessing: the student's and teacher's inference
+    blobs equal the layer's TEST blob bit for bit, with the config's mean (not a default)."""
+    from mlic import inference
+    side = 32
+    cfg = {'image_size': side, 'mean_value': [1.5, 60.25, 200.0], 'input_scale': 0.5}
+    net = make_net(caffe, dataset, caffe.TEST, new_width=side, new_height=side,
+                   mean_value=cfg['mean_value'], scale=1.0)
+    net.forward()
+    paths = [str(dataset / ('img%d.png' % i)) for i in range(C)]
+    blob = inference.load_images(paths, cfg)
+    np.testing.assert_array_equal(blob, net.blobs['data'].data)
+    mirrored = inference.load_images(paths, cfg, mirror=True)
+    np.testing.assert_array_equal(mirrored, net.blobs['data'].data[:, :, :, ::-1])
 
 
 def test_a_dead_worker_stops_training_instead_of_hanging(caffe, dataset):

@@ -22,12 +22,12 @@ import caffe
 import caffe_layers  # noqa: F401  (registers our layers)
 from mlic import openblas
 from mlic.datalist import format_line
+from mlic.preprocess import DEFAULT_MEAN_BGR as MEAN
 
 SCALES = [0.714286, 0.857143, 1, 1.095239, 1.238096]
 SIZE = 672
 NUM_CLASSES = 80
 BBOX_NUM = 500
-MEAN = (103.52, 116.28, 123.675)
 
 
 def parse_args():

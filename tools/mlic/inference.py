@@ -1,24 +1,25 @@
 """Deploy nets over a datalist with pycaffe: the teacher's image-level and per-proposal scores,
-the student's label probabilities. Images are prepared exactly as the data layer's TEST phase
-(resize to the datalist's size, BGR mean subtraction), in batches."""
+the student's label probabilities. Images are prepared by mlic.preprocess, as the data layer's
+TEST phase prepares them (resize to the datalist's size, the config's BGR mean subtracted; the
+deploy nets apply the config's input_scale themselves), in batches."""
 import json
 import os
 
 import numpy as np
 
-MEAN_BGR = (103.52, 116.28, 123.675)
+from mlic import preprocess
 
 
 class TestSet(object):
     """The images, labels (num_images, C) and padded proposals (num_images, B, 5) of a datalist."""
 
     def __init__(self, path, num_classes, bbox_num, root_folder=''):
-        from mlic.datalist import Datalist, pad_proposals
+        from mlic.datalist import Datalist
         datalist = Datalist(path, num_classes, bbox_num=bbox_num)
         self.path = path
-        self.images = [os.path.join(root_folder, e.image_path) for e in datalist]
-        self.labels = np.array([e.labels for e in datalist], dtype=np.float32)
-        self.proposals = np.array([pad_proposals(e.proposals, bbox_num)[0] for e in datalist])
+        self.images = [os.path.join(root_folder, p) for p in datalist.image_paths]
+        self.labels = datalist.labels
+        self.proposals = datalist.padded_proposals(bbox_num)
 
     def subset(self, part):
         """The images `part` (a slice) of this set, as a TestSet of the same list."""
@@ -33,16 +34,12 @@ def read_datalist(path, num_classes, bbox_num, root_folder=''):
     return TestSet(path, num_classes, bbox_num, root_folder)
 
 
-def load_images(paths, size, mean=MEAN_BGR):
-    """(N, 3, size, size) float32 blob, as the data layer makes it at TEST time."""
-    from caffe_layers.data_layer import read_image
-    blob = np.empty((len(paths), 3, size, size), dtype=np.float32)
-    for i, path in enumerate(paths):
-        image = read_image(path, size, size)
-        if image is None:
-            raise IOError('cannot read image %s' % path)
-        blob[i] = (image.astype(np.float32) - np.asarray(mean, dtype=np.float32)).transpose(2, 0, 1)
-    return blob
+def load_images(paths, cfg, mirror=False):
+    """(N, 3, S, S) float32 blob of a deploy net's input (S: cfg['image_size']), as the data
+    layer makes it at TEST time (mirror: as it mirrors in TRAIN)."""
+    size = cfg['image_size']
+    return preprocess.load_blob(paths, size, size, preprocess.Pixels.for_deploy(cfg), mirror,
+                                cfg.get('max_pixels', preprocess.DEFAULT_MAX_PIXELS))
 
 
 def _batches(count, batch_size):
@@ -71,10 +68,9 @@ def open_net(deploy, weights):
 def predict_student(deploy, weights, test, cfg, batch_size=32):
     """(num_images, C) label probabilities of the student deploy net."""
     net = open_net(deploy, weights)
-    size = cfg['image_size']
     scores = np.empty((len(test.images), cfg['num_classes']), dtype=np.float32)
     for part in _batches(len(test.images), batch_size):
-        data = load_images(test.images[part], size)
+        data = load_images(test.images[part], cfg)
         net.blobs['data'].reshape(*data.shape)
         net.blobs['data'].data[...] = data
         out = net.forward()
@@ -90,7 +86,7 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=
     net: an open net instead of deploy and weights.
     features: a (num_images, B, D) array to fill with the net's fc7 (fc_wsd_7 in the KD nets'
     names) of every proposal, rows of padding proposals zero."""
-    from caffe_layers.data_layer import transform_proposals
+    from mlic.datalist import clip_proposals
     if net is None:
         net = open_net(deploy, weights)
     size, bbox_num, classes = cfg['image_size'], cfg['num_proposals'], cfg['num_classes']
@@ -98,11 +94,13 @@ def predict_teacher(deploy, weights, test, cfg, batch_size=8, mirror=False, net=
     scores = np.empty((count, classes), dtype=np.float32)
     boxes, proposal_scores = [], []
     for part in _batches(count, batch_size):
-        data = load_images(test.images[part], size)
-        proposals = test.proposals[part]
+        data = load_images(test.images[part], cfg, mirror)
+        proposals = test.proposals[part].copy()
+        for p in proposals:  # as the data layer reads the datalist
+            clip_proposals(p, size, size)
         if mirror:
-            data = np.ascontiguousarray(data[:, :, :, ::-1])
-            proposals = np.array([transform_proposals(p, 1, True, size) for p in proposals])
+            proposals = np.array([preprocess.transform_proposals(p, 1, True, size)
+                                  for p in proposals])
         net.blobs['imagedata'].reshape(*data.shape)
         net.blobs['imagedata'].data[...] = data
         net.blobs['proposaldata'].reshape(len(data), 5 * bbox_num, 1, 1)

@@ -22,6 +22,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from mlic.datalist import IGNORE_LABEL
+from mlic.preprocess import DEFAULT_MEAN_BGR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -81,7 +82,7 @@ FULL = {
     'head_filler': {'type': 'xavier'},
     'head_params': [[10, 10], [20, 0]],
     'scale_factors': [0.714286, 0.857143, 1, 1.095239, 1.238096],
-    'mean_value': [103.52, 116.28, 123.675],
+    'mean_value': list(DEFAULT_MEAN_BGR),
     'input_scale': 1.0,
     'teacher_scale': 2.0,
     'soft_scale': 0.2,
