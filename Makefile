@@ -26,6 +26,7 @@ test-py:
 bench: setup
 	$(PYTHON) tools/benchmark_layers.py $(BENCH_ARGS)
 	$(PYTHON) tools/benchmark_data_layer.py $(DATA_BENCH_ARGS)
+	$(PYTHON) tools/benchmark_datalist.py $(DATALIST_BENCH_ARGS)
 
 # On a machine with an NVIDIA GPU: builds for it, runs the GPU tests and benchmarks, prints a
 # table (tools/gpu_check.sh); elsewhere it says there is no GPU and fails.

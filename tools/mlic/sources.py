@@ -12,10 +12,12 @@ A source has
 import collections
 import json
 import os
+import sys
 
 from mlic import caffe_train
 from mlic.net_settings import data_sizes, net_config, preset_config
 from mlic.run_config import ConfigError
+from mlic.steps import log
 
 Dataset = collections.namedtuple('Dataset', 'key datalists classes_file test_boxes root_folder')
 Dataset.__doc__ = ('The datalists every seed trains and tests on: key, their fingerprint; '
@@ -221,6 +223,11 @@ class UserDatalists(object):
                                      self.paths['classes'], len(classes)))
         entries, problems = datalist.scan_datalist(path, len(classes), image_size, image_size,
                                                    self.paths['root_folder'])
+        if entries.warning:
+            log('warning: ' + entries.warning)
+        if not problems:  # every image decoded now, not at the iteration that draws it
+            problems = datalist.check_images(entries, self.paths['root_folder'],
+                                             progress=sys.stderr)
         if problems:
             error = datalist.DatalistError(problems)
             hint = ''
