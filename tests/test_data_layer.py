@@ -549,3 +549,17 @@ def test_a_missing_roi_target_top_is_named(caffe, dataset):
     with pytest.raises(RuntimeError, match=r'MultiLabelRoIDataLayer: top: takes 3 top blobs '
                                            r'\(data, label_roi, roi_target\), got 2'):
         caffe.Net(str(dataset / 'short.prototxt'), caffe.TRAIN)
+
+
+def test_a_deploy_net_takes_the_mean_of_the_train_net_beside_it(tmp_path):
+    """The tools' inference (deploy.describe) uses the mean the net was trained with."""
+    import shutil
+    from conftest import ROOT
+    from mlic import deploy
+    from mlic.preprocess import DEFAULT_MEAN_BGR
+    deploy_path = str(tmp_path / 'student_deploy.prototxt')
+    shutil.copy(os.path.join(ROOT, 'prototxt', 'small', 'kd', 'student_deploy.prototxt'),
+                deploy_path)
+    assert deploy.describe(deploy_path)['mean_value'] == list(DEFAULT_MEAN_BGR)
+    (tmp_path / 'student_train.prototxt').write_text(net_text(tmp_path, mean_value=[1.5, 2, 99]))
+    assert deploy.describe(deploy_path)['mean_value'] == [1.5, 2.0, 99.0]

@@ -1,6 +1,7 @@
 """What a deploy net expects, read from its prototxt: teacher or student, sizes, classes, and
 the mean its images take (from the train net written beside it)."""
 import os
+import re
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -14,27 +15,26 @@ TRAIN_NET_BESIDE = {'deploy.prototxt': 'train.prototxt',
 def mean_beside(deploy_path):
     """The mean_value of the data layer of the train net beside a deploy net (netgen's layout),
     or the original's mean when there is none."""
-    from mlic.preprocess import DEFAULT_MEAN_BGR, Pixels
+    from mlic.preprocess import DEFAULT_MEAN_BGR
     train = os.path.join(os.path.dirname(deploy_path),
                          TRAIN_NET_BESIDE.get(os.path.basename(deploy_path), ''))
     if not os.path.isfile(train):
         return list(DEFAULT_MEAN_BGR)
-    import caffe_layers  # noqa: F401  (puts mlic_layers_pb2 on sys.path)
-    import mlic_layers_pb2
     net = caffe_pb2.NetParameter()
     with open(train) as f:
         text_format.Merge(f.read(), net)
     for layer in net.layer:
         if layer.type == 'Python' and layer.python_param.layer == 'MultiLabelRoIDataLayer':
-            param = mlic_layers_pb2.MultiLabelRoIDataParameter()
-            text_format.Parse(layer.python_param.param_str, param)
-            return [float(m) for m in Pixels.from_param(param).mean]
+            # The parameter text's mean_value fields, read without loading the layer plugin.
+            means = re.findall(r'\bmean_value\s*:\s*([-+0-9.eE]+)', layer.python_param.param_str)
+            return [float(m) for m in means] or [0.0]  # none: none subtracted
     return list(DEFAULT_MEAN_BGR)
 
 
 def describe(deploy_path):
     """{'kind': 'teacher' | 'stage2_teacher' | 'student', 'image_size', 'num_classes',
-    'num_proposals', 'fc_size', 'mean_value'} of one of netgen's deploy nets (wsddn deploy and stage 2's teacher: inputs
+    'num_proposals', 'fc_size', 'mean_value'} of one of netgen's deploy nets (wsddn deploy and
+    stage 2's teacher: inputs
     imagedata + proposaldata, the latter with the KD nets' layer names; student: data)."""
     net = caffe_pb2.NetParameter()
     with open(deploy_path) as f:
