@@ -104,8 +104,9 @@ def expected_image(root, i, scale, mirror):
 
 
 def expected_proposals(i, scale, mirror):
-    """The original's rule by hand: corners truncated to int when touched, scaled, then x mirrored in the
-    scaled width; bbox_num rows, the best-scoring kept, padding rows (-1) after."""
+    """The original's rule by hand: corners truncated to int when touched, scaled, then x
+    mirrored in the scaled width; bbox_num rows, the best-scoring kept, padding rows (-1)
+    after."""
     rows = sorted(PROPOSALS[i], key=lambda r: -r[4])[:BBOX_NUM]
     rows = [r for r in PROPOSALS[i] if r in rows]
     width = math.floor(WIDTH * scale)

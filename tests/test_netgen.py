@@ -334,16 +334,18 @@ def test_generate_nets_command_line(tmp_path):
 
 def test_deploy_nets_describe_themselves(tmp_path):
     from mlic import deploy
-    paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7, fc_size=24))
+    paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7, fc_size=24,
+                                                                 mean_value=[90, 100, 110]))
+    mean = [90.0, 100.0, 110.0]  # from the train net beside each deploy net
     assert deploy.describe(paths['wsddn_deploy']) == {
         'kind': 'teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8,
-        'fc_size': 24}
+        'fc_size': 24, 'mean_value': mean}
     assert deploy.describe(paths['stage2_teacher_deploy']) == {
         'kind': 'stage2_teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8,
-        'fc_size': 24}
+        'fc_size': 24, 'mean_value': mean}
     assert deploy.describe(paths['student_deploy']) == {
         'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0,
-        'fc_size': 24}
+        'fc_size': 24, 'mean_value': mean}
     with pytest.raises(ValueError, match='not a deploy net'):
         deploy.describe(paths['stage2_train'])
 
