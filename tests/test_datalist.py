@@ -448,3 +448,13 @@ def test_the_class_count_comes_from_the_classes_file_beside_the_list(tmp_path):
     (tmp_path / 'list.txt.classes').write_text('cat\ndog\n')
     wrong = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 1 and ':1: fields: ' in wrong.stdout
+
+
+def test_the_compact_arrays_grow_past_their_first_size():
+    from mlic.datalist import Growing
+    rows = Growing(5, capacity=4)
+    for start in range(0, 100000, 1000):
+        rows.extend(np.arange(start * 5, (start + 1000) * 5, dtype=np.float32).reshape(-1, 5))
+    array = rows.finish()
+    assert array.shape == (100000, 5)
+    np.testing.assert_array_equal(array.reshape(-1), np.arange(500000, dtype=np.float32))

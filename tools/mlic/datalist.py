@@ -225,7 +225,9 @@ class Growing(object):
     def __init__(self, width, capacity=1024):
         self.width = width
         self.capacity = capacity
-        self.buffer = mmap.mmap(-1, capacity * width * 4)
+        # Private: a shared anonymous map keeps its first size underneath, and a page past it
+        # would raise SIGBUS after growing.
+        self.buffer = mmap.mmap(-1, capacity * width * 4, flags=mmap.MAP_PRIVATE)
         self.size = 0
 
     def extend(self, rows):
