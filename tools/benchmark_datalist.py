@@ -2,7 +2,7 @@
 """Time and peak memory of reading a COCO-train-sized datalist (prints figures; not a test).
 
 Writes a datalist of --lines lines (default 82,783, MS-COCO train2014) with 80 labels and
---proposals proposals each (default 500, about 0.94 GB) into a temporary folder, then reads it
+--proposals proposals each (default 500, about 1 GB) into a temporary folder, then reads it
 as the data layer does (mlic.datalist.Datalist: checked, corners clipped to 672 x 672) in a
 fresh process and prints the seconds and that process's peak resident memory (targets: under
 15 s and under 1.2 GB). The proposals are random boxes with scores of 6 decimals, as
