@@ -458,3 +458,19 @@ def test_the_compact_arrays_grow_past_their_first_size():
     array = rows.finish()
     assert array.shape == (100000, 5)
     np.testing.assert_array_equal(array.reshape(-1), np.arange(500000, dtype=np.float32))
+
+
+def test_the_validator_prints_the_one_warning_and_accepts_the_list(tmp_path):
+    images(tmp_path, 'a.jpg')
+    path = write(tmp_path, ['a.jpg 1 0 0 0 0 100 10 1', 'a.jpg 0 1 0 ' + GOOD_BOXES])
+    tool = os.path.join(ROOT, 'tools', 'validate_datalist.py')
+    done = subprocess.run([sys.executable, tool, path, '--att-num', '3', '--new-width', '100',
+                           '--new-height', '100', '--root-folder', str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == ''
+    warnings = [line for line in done.stderr.splitlines() if line.startswith('warning: ')]
+    assert warnings == ['warning: %s: accepted as the original does: 1 boxes on 1 lines (first: '
+                        'line 1): corners outside the 100x100 resized image, clipped to it; 1 '
+                        'lines (first: line 2): an image listed again, kept (it is drawn twice '
+                        'as often)' % path]
+    assert '2 images, good' in done.stderr
