@@ -12,7 +12,9 @@ import cv2
 from conftest import ROOT
 
 DEMO = os.path.join(ROOT, 'tools', 'demo.py')
-ROWS = ['Teacher (WSDDN)', 'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'Student w/ KD']
+# The quick demo adds the classic baselines and trains under the equal budget.
+ROWS = ['Teacher (WSDDN)', 'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'FitNets',
+        'Attention transfer', 'Student w/ KD']
 
 
 def run_demo(folder):
@@ -39,8 +41,14 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     for png in ('training_curves.png', 'top3_examples.png'):
         image = cv2.imread(str(folder / png))
         assert image is not None and image.std() > 0, png
-    for step in ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only'):
+    for step in ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only',
+                 'fitnets_hint', 'fitnets', 'attention'):
         assert (folder / 'seed1' / step / 'final.caffemodel').exists(), step
+    # Equal budget: 20 x 4 + 20 x 4 images for every row, the student at batch 8.
+    assert '- Student w/o KD: 20 x 8 = 160 images' in markdown
+    assert '- Stage 2 only: 40 x 4 = 160 images' in markdown
+    assert '- FitNets: 20 x 4 + 10 x 8 = 160 images' in markdown
+    assert '_iter_40.caffemodel' in (folder / 'seed1' / 'stage2_only' / 'train.log').read_text()
     # The demo's KD stages read the teacher's outputs computed once; two trainings ran at once.
     for key, net in (('soft_targets', 'stage2'), ('roi_targets', 'stage1')):
         assert (folder / 'seed1' / 'teacher_targets' / (key + '.npy')).exists()
@@ -57,7 +65,8 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     again = run_demo(folder)
     assert again.returncode == 0, again.stdout[-3000:]
     assert 'training' not in again.stdout and 'generating' not in again.stdout
-    assert again.stdout.count('done already') == 13  # data, proposals, pretrain .. evaluate
+    # data, proposals, pretrain .. evaluate, with the three trainings of the baselines
+    assert again.stdout.count('done already') == 16
 
 
 def test_help_lists_every_step_and_key_of_the_demo():

@@ -55,6 +55,8 @@ DEMO_SETTINGS = {
     },
     'quick': {
         'folder': 'runs/demo-quick',
+        # The classic baselines and the equal budget at toy size: CI's quick run covers them.
+        'baselines': ['fitnets', 'attention'], 'budget': 'equal',
         'data': {'num_train': 96, 'num_test': 48, 'image_size': 96},
         'pretrain': {'num_images': 96, 'object_size': [8, 28], 'batch_size': 8,
                      'solver': {'max_iter': 10, 'stepsize': 10, 'snapshot': 10}},

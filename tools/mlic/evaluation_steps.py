@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from mlic import devices
-from mlic.report import STUDENT_ROWS
+from mlic.report import student_rows
 
 
 def test_set(dataset, nets):
@@ -71,7 +71,7 @@ class Evaluation(object):
         """Every student of `trained` ({step name: Trained}) on the test split, with the
         teacher's results beside them; returns the results with the folder and training logs."""
         from mlic import evaluation, inference
-        students = [name for name, _ in STUDENT_ROWS]
+        students = [name for name, _ in student_rows(trained)]
         step = self.work.step('evaluate', [trained[name].key for name in students],
                               teacher_eval.key, deploy_key, folder=nets.folder)
 

@@ -41,7 +41,19 @@ FILES = {
     'student_solver': 'kd/student_solver.prototxt',
     'student_deploy': 'kd/student_deploy.prototxt',
     'stage2_teacher_deploy': 'kd/stage2_teacher_deploy.prototxt',
+    'fitnets_hint_train': 'baselines/fitnets_hint_train.prototxt',
+    'fitnets_hint_solver': 'baselines/fitnets_hint_solver.prototxt',
+    'attention_train': 'baselines/attention_train.prototxt',
+    'attention_solver': 'baselines/attention_solver.prototxt',
 }
+
+# The classic distillation baselines (docs/baselines.md), from the same frozen WSDDN teacher:
+# {net: the net whose batch sizes and solver it takes}. FitNets' hint stage regresses features
+# as stage 1 does; attention transfer trains on labels as long as the student without KD.
+BASELINE_NETS = {'fitnets_hint': 'stage1', 'attention': 'student'}
+# Attention transfer's beta (its paper's 1000), applied to the mean over images and map
+# positions of the squared distance between the normalised maps, as its authors' code does.
+ATTENTION_BETA = 1000.0
 
 NET_NAMES = {'wsddn': 'VGG16_wsddn', 'stage1': 'stage1', 'stage2': 'stage2',
              'student': 'student'}
@@ -266,8 +278,11 @@ class Net(object):
 
 
 def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
-    """The data layer per phase (tops data, label_roi), or one Input layer when inputs=True."""
-    train_batch, test_batch = cfg['batch_size'][kind]
+    """The data layer per phase (tops data, label_roi), or one Input layer when inputs=True.
+    A baseline net (BASELINE_NETS) reads as its solver's net does, without precomputed
+    targets."""
+    batch_kind = BASELINE_NETS.get(kind, kind)
+    train_batch, test_batch = cfg['batch_size'][batch_kind]
     width = cfg['num_classes'] + 5 * cfg['num_proposals']
     soft_targets = cfg['soft_targets'] if kind == 'stage2' else None
     roi_targets = cfg['roi_targets'] if kind == 'stage1' else None
@@ -484,6 +499,105 @@ def train_net(cfg, kind, datalists, root_folder='', inputs=False):
     return net.param
 
 
+def last_conv_name(cfg, kd_teacher=False):
+    """The blob of the last 3x3 convolution (after its in-place ReLU): conv5_3 in VGG16, the
+    frozen teacher's conv_wsd_5_3 in a KD net."""
+    blocks, convs = len(cfg['block_channels']), cfg['block_convs'][-1]
+    return ('conv_wsd_%d_%d' if kd_teacher else 'conv%d_%d') % (blocks, convs)
+
+
+def conv_map_size(cfg, size):
+    """Side of the last conv block's map for an input of side `size` (3x3 convolutions keep it;
+    Caffe's 2x2 max pooling rounds up)."""
+    for _ in range(len(cfg['block_channels']) - 1):
+        size = -(-(size - 2) // 2) + 1
+    return size
+
+
+def teacher_conv(net, cfg):
+    """The frozen teacher's conv blocks on the full-size image: its last conv features, with no
+    gradient into them (lr_mult 0, propagate_down false), deterministic in both phases."""
+    return conv_blocks(net, cfg, 'data', True, FROZEN, pool_last=False)
+
+
+def attention_map(net, cfg, prefix, conv, frozen, resize_to=None):
+    """Attention transfer's map of `conv` (N, C, H, W) from stock layers: the channel mean of
+    the squared activations (Power, then a fixed 1x1 convolution with weights 1/C), resized
+    bilinearly to resize_to x resize_to when given (Interp), divided by its L2 norm per image
+    (Reduction SUMSQ, Power -1/2, Scale by a per-image factor). frozen: no gradient (the
+    teacher's side)."""
+    no_grad = [False] if frozen else []
+    channels = cfg['block_channels'][-1]
+    squared = net.add(prefix + '_squared', 'Power', [conv], propagate_down=no_grad,
+                      power_param={'power': 2})
+    blob = net.add(prefix + '_mean', 'Convolution', [squared], params=[(0, 0)],
+                   propagate_down=no_grad,
+                   convolution_param={'num_output': 1, 'kernel_size': [1], 'bias_term': False,
+                                      'weight_filler': {'type': 'constant',
+                                                        'value': 1.0 / channels}})
+    if resize_to:
+        blob = net.add(prefix + '_resized', 'Interp', [blob], propagate_down=no_grad,
+                       param_str=param_text([('height', resize_to), ('width', resize_to)]))
+    sumsq = net.add(prefix + '_sumsq', 'Reduction', [blob], propagate_down=no_grad,
+                    reduction_param={'operation': caffe_pb2.ReductionParameter.SUMSQ,
+                                     'axis': 1})
+    # 1/||a||; the shift keeps an all-zero map (every unit off) finite: it stays zero.
+    inverse = net.add(prefix + '_inverse_norm', 'Power', [sumsq], propagate_down=no_grad,
+                      power_param={'power': -0.5, 'shift': 1e-12})
+    return net.add(prefix + '_normalized', 'Scale', [blob, inverse],
+                   propagate_down=[False, False] if frozen else [],
+                   scale_param={'axis': 0, 'bias_term': False})
+
+
+def baseline_net(cfg, kind, datalists, root_folder='', inputs=False):
+    """NetParameter of a baseline's training net (BASELINE_NETS), docs/baselines.md.
+
+    fitnets_hint: FitNets' hint stage. The student's last conv features go through a learned
+    1x1 regressor to the teacher's channels and are resized bilinearly to the teacher's map
+    (the teacher sees the image at image_size, the student at student_size); EuclideanLoss
+    with loss_weight 1/(H*W) gives 1/(2N) sum_n mean over positions of the squared distance,
+    the normalisation of stage 1's RoI regression. No labels.
+    attention: the student without KD's net plus ATTENTION_BETA/2 x the mean over images and
+    positions of the squared distance between the L2-normalised attention maps of the student's
+    and the teacher's last conv layer, the student's map resized to the teacher's.
+    The teacher runs inside the net, frozen: in the TEST phase of its layers it computes the
+    same features a precomputation would."""
+    if kind not in BASELINE_NETS:
+        raise ValueError('unknown baseline net %r (one of %s)'
+                         % (kind, ', '.join(BASELINE_NETS)))
+    net = Net(kind)
+    data_layers(net, cfg, kind, datalists, root_folder, inputs)
+    slice_labels(net, cfg, 'label')
+    net.add('silence', 'Silence', ['list_roi'], top=[])
+    target = teacher_conv(net, cfg)
+    side = conv_map_size(cfg, cfg['image_size'])
+    if kind == 'fitnets_hint':
+        net.add('silence_label', 'Silence', ['label'], top=[])
+        small = net.add('data_size224', 'Interp', ['data'], param_str=param_text([
+            ('height', cfg['student_size']), ('width', cfg['student_size'])]))
+        conv = conv_blocks(net, cfg, small, False, BACKBONE, pool_last=False)
+        regressed = net.add('hint_regressor', 'Convolution', [conv], params=BACKBONE,
+                            convolution_param={'num_output': cfg['block_channels'][-1],
+                                               'kernel_size': [1],
+                                               'weight_filler': {'type': 'xavier'},
+                                               'bias_filler': {'type': 'constant',
+                                                               'value': 0}})
+        aligned = net.add('hint_aligned', 'Interp', [regressed],
+                          param_str=param_text([('height', side), ('width', side)]))
+        net.add('loss_hint', 'EuclideanLoss', [aligned, target], propagate_down=[True, False],
+                loss_weight=1.0 / (side * side))
+    else:
+        logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
+        student_map = attention_map(net, cfg, 'attention_student', last_conv_name(cfg),
+                                    frozen=False, resize_to=side)
+        teacher_map = attention_map(net, cfg, 'attention_teacher', target, frozen=True)
+        net.add('loss_attention', 'EuclideanLoss', [student_map, teacher_map],
+                propagate_down=[True, False], loss_weight=ATTENTION_BETA / (side * side))
+        net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, 'label'],
+                propagate_down=[True, False], loss_weight=1, loss_param=LABEL_LOSS_PARAM)
+    return net.param
+
+
 def input_scale(net, cfg, blob):
     """A deploy net's stand-in for the data layer's scale: callers feed mean-subtracted pixels,
     as to the original's nets, and the net scales them as its training data was."""
@@ -533,7 +647,7 @@ def student_deploy_net(cfg):
 
 def solver_param(cfg, kind, net_path, snapshot_prefix):
     solver = caffe_pb2.SolverParameter(net=net_path, snapshot_prefix=snapshot_prefix)
-    settings = dict(cfg['solver'][kind])
+    settings = dict(cfg['solver'][BASELINE_NETS.get(kind, kind)])
     if kind == 'stage1' and cfg['roi_targets']:  # its test net has no loss (train_net)
         for key in ('test_iter', 'test_interval', 'test_initialization'):
             settings.pop(key, None)
@@ -579,6 +693,12 @@ def net_texts(cfg, datalists=None, root_folder='', snapshot_dir=None, relative_t
     for kind in NETS:
         net_key, solver_key = kind + '_train', kind + '_solver'
         texts[net_key] = to_text(train_net(cfg, kind, datalists, root_folder), header)
+        net_path = _path(os.path.join(out_dir, FILES[net_key]), relative_to)
+        snapshot = _path(os.path.join(snapshot_dir, prefix + kind), relative_to)
+        texts[solver_key] = to_text(solver_param(cfg, kind, net_path, snapshot), header)
+    for kind in BASELINE_NETS:
+        net_key, solver_key = kind + '_train', kind + '_solver'
+        texts[net_key] = to_text(baseline_net(cfg, kind, datalists, root_folder), header)
         net_path = _path(os.path.join(out_dir, FILES[net_key]), relative_to)
         snapshot = _path(os.path.join(snapshot_dir, prefix + kind), relative_to)
         texts[solver_key] = to_text(solver_param(cfg, kind, net_path, snapshot), header)

@@ -16,10 +16,12 @@ import time
 
 from mlic import caffe_train, devices, run_config, sources
 from mlic.net_settings import net_config  # noqa: F401  (the pipeline's API)
-from mlic.report import TRAININGS  # noqa: F401
+from mlic.report import BASELINE_TRAININGS, TRAININGS  # noqa: F401
 from mlic.run_config import ConfigError, load_config  # noqa: F401
 from mlic.seed_steps import SEED_STEPS, SeedSteps, precomputed
 from mlic.steps import Workspace, log, run_graph
+
+OPTIONAL_TRAININGS = [step for steps in BASELINE_TRAININGS.values() for step in steps]
 
 # Every step's name and what it does, in the order of a run: the tools' --help lists them.
 STEP_HELP = (
@@ -37,6 +39,11 @@ STEP_HELP = (
     ('student', 'the same student on labels only ("w/o KD")'),
     ('stage1_only', 'ablation: stage 1, then labels only'),
     ('stage2_only', 'ablation: stage 2 from the initial student'),
+    ('fitnets_hint', 'with baselines = ["fitnets"]: FitNets\' hint stage, the student\'s last '
+                     "conv features regress the teacher's"),
+    ('fitnets', 'FitNets: labels only from the hint stage'),
+    ('attention', 'with baselines = ["attention"]: labels + attention transfer from the '
+                  'teacher'),
     ('teacher_eval', "the teacher's classification, detection mAP and CorLoc on the test split "
                      '(detection needs test boxes); runs beside the last students'),
     ('evaluate', 'every student on the test split, the teacher beside them'),
@@ -67,6 +74,11 @@ def add_run_arguments(parser):
     parser.add_argument('--gpus', help='comma-separated GPU ids for every step that runs a net '
                                        '(default: the config\'s gpus, else the CPU)')
     parser.add_argument('--folder', help='run folder (default: the config\'s folder)')
+    parser.add_argument('--baselines', help='comma-separated classic distillation rows to add: '
+                        'fitnets, attention ("" for none; default: the config\'s baselines)')
+    parser.add_argument('--budget', choices=('schedules', 'equal'),
+                        help='"equal": every student row sees as many images as stage 1 + '
+                             'stage 2 (default: the config\'s budget)')
     parser.add_argument('--print-config', action='store_true',
                         help='print every setting the run would use, with where it comes from '
                              '(the config file, the nets\' preset or the default), and exit')
@@ -79,6 +91,10 @@ def run_overrides(args):
         overrides['jobs'] = args.jobs
     if args.gpus is not None:
         overrides['gpus'] = [int(g) for g in args.gpus.split(',') if g.strip()]
+    if getattr(args, 'baselines', None) is not None:
+        overrides['baselines'] = [b.strip() for b in args.baselines.split(',') if b.strip()]
+    if getattr(args, 'budget', None) is not None:
+        overrides['budget'] = args.budget
     return overrides
 
 
@@ -107,8 +123,11 @@ class Pipeline(object):
 
     def step_names(self):
         """Every step's name, in order (what run()'s `steps` may name)."""
+        baselines = [step for name in self.config['baselines']
+                     for step in BASELINE_TRAININGS[name]]
         per_seed = [name for name in SEED_STEPS
-                    if name != 'teacher_targets' or precomputed(self.config)]
+                    if (name != 'teacher_targets' or precomputed(self.config))
+                    and (name not in OPTIONAL_TRAININGS or name in baselines)]
         return list(self.source.steps()) + per_seed + ['report']
 
     def run(self, seeds=None, steps=None):
@@ -138,7 +157,7 @@ class Pipeline(object):
             report = reporting.write_report(
                 self.folder, seeds, [done[(seed, 'evaluate')] for seed in seeds],
                 evaluation_steps.test_set(seed_steps.data, nets), nets.classes,
-                self.work.timings, self.where)
+                self.work.timings, self.where, row_budgets(nets.cfg, self.config))
         log('pipeline finished in %.0f s; results in %s' % (time.time() - start, self.folder))
         return report
 
@@ -159,6 +178,15 @@ def run_seeds(seed_steps, seeds, targets=('evaluate',), jobs=1):
     # students that wait for them), then the lower seed.
     order = lambda key: (SEED_STEPS.index(key[1]), seeds.index(key[0]))  # noqa: E731
     return run_graph(graph, wanted, jobs, order)
+
+
+def row_budgets(cfg, config):
+    """(budget name, {row step: 'iterations x batch + .. = images'}) of the report's rows."""
+    from mlic import budget
+    rows = [row for row in budget.ROW_TRAININGS
+            if row in TRAININGS or row in config['baselines']]
+    schedules = budget.row_schedules(cfg, config['budget'], rows)
+    return config['budget'], {row: budget.budget_text(s) for row, s in schedules.items()}
 
 
 def write_effective_config(config, folder):

@@ -7,30 +7,50 @@ import numpy as np
 TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
 STUDENT_ROWS = (('student', 'Student w/o KD'), ('stage1_only', 'Stage 1 only'),
                 ('stage2_only', 'Stage 2 only'), ('stage2', 'Student w/ KD'))
+# The classic distillation rows (config key baselines): row step and label, and the trainings
+# of each, in order.
+BASELINE_ROWS = (('fitnets', 'FitNets'), ('attention', 'Attention transfer'))
+BASELINE_TRAININGS = {'fitnets': ('fitnets_hint', 'fitnets'), 'attention': ('attention',)}
 
 
-def write_report(folder, seeds, per_seed, test, classes, timings=(), config_path='config'):
+def student_rows(names=None):
+    """(row step, label) of the table's student rows: the method's and its ablations, with the
+    baselines among `names` (default none) before the KD student's row."""
+    baselines = [row for row in BASELINE_ROWS if names is not None and row[0] in names]
+    return STUDENT_ROWS[:-1] + tuple(baselines) + STUDENT_ROWS[-1:]
+
+
+def write_report(folder, seeds, per_seed, test, classes, timings=(), config_path='config',
+                 budgets=None):
     """Writes the report of `per_seed` (the evaluate step's results of each seed in `seeds`, in
     order) into `folder`, prints the Markdown and returns the table. test: the test split
     (inference.TestSet) the students were evaluated on; timings: (step folder, seconds) of the
-    steps run this time."""
+    steps run this time; budgets: (budget name, {row step: text}) of mlic.budget, noted under
+    the table."""
     from mlic import caffe_log, plots
+    first = per_seed[0]
+    students = student_rows(first)
     rows = [('Teacher (WSDDN)', [r['teacher'] for r in per_seed])]
-    rows += [(label, [r[name] for r in per_seed]) for name, label in STUDENT_ROWS]
+    rows += [(label, [r[name] for r in per_seed]) for name, label in students]
     table = plots.results_table(rows)
     markdown = os.path.join(folder, 'results.md')
     plots.write_results_table(table, markdown, os.path.join(folder, 'results.json'))
-    first = per_seed[0]
     plots.plot_training_curves(
-        [(name, caffe_log.parse_log(first['logs'][name])) for name in TRAININGS],
+        [(name, caffe_log.parse_log(log)) for name, log in first['logs'].items()],
         os.path.join(folder, 'training_curves.png'))
+    lines = []
+    if budgets:
+        name, texts = budgets
+        lines += ['', 'Training budget per row (budget "%s"; iterations x train batch, images '
+                  'through the student):' % name, '']
+        lines += ['- %s: %s' % (label, texts[row]) for row, label in students if row in texts]
     top3_figure(first, test, classes, os.path.join(folder, 'top3_examples.png'))
     if 'teacher_detection' in first:
-        lines = ['', 'Teacher detection on the test split (seed %d): VOC07 mAP@0.5 %.1f, '
+        lines += ['', 'Teacher detection on the test split (seed %d): VOC07 mAP@0.5 %.1f, '
                  'CorLoc %.1f' % (seeds[0], 100 * first['teacher_detection']['mAP'],
                                   100 * first['teacher_corloc']['mean_corloc'])]
     else:
-        lines = ['', 'Teacher detection: not measured (no ground-truth boxes of the test '
+        lines += ['', 'Teacher detection: not measured (no ground-truth boxes of the test '
                  'split; set datalists.test_boxes in %s to measure mAP@0.5 and CorLoc)'
                  % config_path]
     if timings:

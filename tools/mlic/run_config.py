@@ -54,6 +54,9 @@ FILLER = Kind('a Caffe filler table, e.g. {type = "msra"}',
 PARAMS = Kind('[[lr_mult, decay_mult] of weights, [lr_mult, decay_mult] of biases]',
               _list_of(_list_of(_number, 2), 2))
 SOLVER = Kind('a table of Caffe SolverParameter fields', lambda v: isinstance(v, dict))
+BASELINES = ('fitnets', 'attention')
+BASELINE_LIST = Kind('a list of ' + ', '.join('"%s"' % n for n in BASELINES),
+                     lambda v: isinstance(v, list) and all(x in BASELINES for x in v))
 
 
 class Key(collections.namedtuple('Key', 'name kind default help')):
@@ -81,6 +84,12 @@ SCHEMA = {
                                 "teacher's targets, evaluation); [] runs on the CPU"),
         Key('init_weights', TEXT, None, 'ImageNet VGG16 .caffemodel: the teacher and the '
                                         'students start from its conv1_1 .. fc7'),
+        Key('baselines', BASELINE_LIST, [], 'classic distillation rows from the same teacher '
+            '(docs/baselines.md): "fitnets" (hint stage, then labels), "attention" (attention '
+            'transfer)'),
+        Key('budget', choice('schedules', 'equal'), 'schedules', '"schedules": each training '
+            'as its solver says; "equal": every student row sees as many images as stage 1 + '
+            'stage 2 (tools/mlic/budget.py)'),
     ],
     'datalists': [
         Key('train', TEXT, REQUIRED, 'complete train datalist: image, labels, proposals '

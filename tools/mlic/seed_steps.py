@@ -12,14 +12,14 @@ import shutil
 import subprocess
 import sys
 
-from mlic import devices, evaluation_steps
+from mlic import budget, devices, evaluation_steps
 from mlic.net_settings import net_config
-from mlic.report import TRAININGS
+from mlic.report import BASELINE_TRAININGS, TRAININGS
 from mlic.run_config import ConfigError
 from mlic.steps import fingerprint
 
 SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
-              'stage2_only', 'teacher_eval', 'evaluate')
+              'stage2_only', 'fitnets_hint', 'fitnets', 'attention', 'teacher_eval', 'evaluate')
 
 SeedNets = collections.namedtuple('SeedNets', 'seed folder cfg classes files inputs_key key')
 SeedNets.__doc__ = ("One seed's nets: cfg, netgen's config (the same for every seed but the "
@@ -64,6 +64,8 @@ class SeedSteps(object):
         self.where = config.get('config_path', 'config')
         self.gpus = config.get('gpus', [])
         self.precomputed = precomputed(config)
+        self.baselines = list(config.get('baselines', []))
+        self.budget = config.get('budget', 'schedules')
 
     def seed_folder(self, seed):
         return os.path.join(self.work.folder, 'seed%d' % seed)
@@ -134,20 +136,36 @@ class SeedSteps(object):
         return fingerprint(nets.inputs_key, *texts)
 
     # ---- the trainings
-    def train(self, nets, name, kind, after, init=None):
+    def row_solver(self, nets, name):
+        """The solver fields over its net's that the run's budget sets for training `name`
+        (mlic.budget; {} under budget "schedules")."""
+        rows = [row for row in budget.ROW_TRAININGS
+                if row in TRAININGS or row in self.baselines]
+        return budget.step_solvers(nets.cfg, self.budget, rows).get(name, {})
+
+    def train(self, nets, name, kind, after, init=None, solver_fields=None):
         """Trains the `kind` solver in its own folder; init(step) -> .caffemodel paths or None.
         `after`: the steps whose results it starts from; their keys chain into this one's, with
         the text of its net and solver and what the nets are made from (init_weights, the
-        datalists)."""
+        datalists). solver_fields: SolverParameter fields over the solver's (the budget's
+        max_iter and steps); they enter the key."""
         from mlic import caffe_train
+        fields = dict(solver_fields or {})
         step = self.work.step(name, [s.key for s in after],
                               self.files_key(nets, kind + '_train', kind + '_solver'),
+                              *([sorted(fields.items())] if fields else []),
                               folder=nets.folder)
         solver_path = nets.files[kind + '_solver']
 
         def body(step):
             from google.protobuf import text_format
             solver = caffe_train.read_solver(solver_path)
+            for key, value in fields.items():
+                if isinstance(value, list):
+                    del getattr(solver, key)[:]
+                    getattr(solver, key).extend(value)
+                else:
+                    setattr(solver, key, value)
             solver.snapshot_prefix = os.path.join(step.dir, 'snap')
             local_solver = os.path.join(step.dir, 'solver.prototxt')
             with open(local_solver, 'w') as f:
@@ -158,7 +176,7 @@ class SeedSteps(object):
                                   progress=self.work.training_progress(), cwd=step.dir,
                                   env=self.work.training_env())
             shutil.copyfile(final, os.path.join(step.dir, 'final.caffemodel'))
-        iters = nets.cfg['solver'][kind]['max_iter']
+        iters = fields.get('max_iter', caffe_train.read_solver(solver_path).max_iter)
         self.work.run_step(step, body, 'training %s for %d iterations (seed %d)'
                            % (kind, iters, nets.seed))
         return Trained(step.key, step.dir, os.path.join(step.dir, 'final.caffemodel'))
@@ -227,9 +245,10 @@ class SeedSteps(object):
             return self.train(nets, 'stage2', 'stage2', [stage1] + [done[n] for n in soft], init)
 
         def stage1_only(done):
-            stage1 = done['stage1']
-            return self.train(done['nets'], 'stage1_only', 'student', [stage1],
-                              lambda step: [stage1.weights])
+            nets, stage1 = done['nets'], done['stage1']
+            return self.train(nets, 'stage1_only', 'student', [stage1],
+                              lambda step: [stage1.weights],
+                              self.row_solver(nets, 'stage1_only'))
 
         def stage2_only(done):
             nets, teacher = done['nets'], done['teacher']
@@ -237,10 +256,39 @@ class SeedSteps(object):
                 None, teacher.weights, nets.files['stage2_train'], out,
                 imagenet_model=init_weights))
             return self.train(nets, 'stage2_only', 'stage2', [teacher] + [done[n] for n in soft],
-                              init)
+                              init, self.row_solver(nets, 'stage2_only'))
+
+        def student(done):
+            nets = done['nets']
+            return self.train(nets, 'student', 'student', [], lambda step: pretrained,
+                              self.row_solver(nets, 'student'))
+
+        # The classic baselines (docs/baselines.md): the teacher runs inside their nets.
+        def fitnets_hint(done):
+            nets, teacher = done['nets'], done['teacher']
+            init = initialised(lambda out: surgery.baseline_init(
+                teacher.weights, nets.files['fitnets_hint_train'], out, init_weights))
+            return self.train(nets, 'fitnets_hint', 'fitnets_hint', [teacher], init)
+
+        def fitnets(done):
+            nets, hint = done['nets'], done['fitnets_hint']
+            init = initialised(lambda out: surgery.hint_label_init(
+                hint.weights, nets.files['student_train'], out, init_weights))
+            return self.train(nets, 'fitnets', 'student', [hint], init,
+                              self.row_solver(nets, 'fitnets'))
+
+        def attention(done):
+            nets, teacher = done['nets'], done['teacher']
+            init = initialised(lambda out: surgery.baseline_init(
+                teacher.weights, nets.files['attention_train'], out, init_weights))
+            return self.train(nets, 'attention', 'attention', [teacher], init,
+                              self.row_solver(nets, 'attention'))
 
         def files_key(kind):
             return lambda nets: self.files_key(nets, kind)
+
+        trainings = TRAININGS + tuple(step for name in self.baselines
+                                      for step in BASELINE_TRAININGS[name])
 
         steps = {
             'nets': ((), lambda done: self.nets(seed)),
@@ -248,17 +296,21 @@ class SeedSteps(object):
                 done['nets'], 'teacher', 'wsddn', [], lambda step: pretrained)),
             'stage1': (('nets', 'teacher') + roi, stage1),
             'stage2': (('nets', 'teacher', 'stage1') + soft, stage2),
-            'student': (('nets',), lambda done: self.train(
-                done['nets'], 'student', 'student', [], lambda step: pretrained)),
+            'student': (('nets',), student),
             'stage1_only': (('nets', 'stage1'), stage1_only),
             'stage2_only': (('nets', 'teacher') + soft, stage2_only),
             # After the targets (when precomputed): they run one process per job.
             'teacher_eval': (('nets', 'teacher') + (soft or roi), lambda done: evaluate.teacher(
                 done['nets'], done['teacher'], files_key('wsddn_deploy')(done['nets']))),
-            'evaluate': (('nets', 'teacher_eval') + TRAININGS, lambda done: evaluate.students(
-                done['nets'], {name: done[name] for name in TRAININGS}, done['teacher_eval'],
+            'evaluate': (('nets', 'teacher_eval') + trainings, lambda done: evaluate.students(
+                done['nets'], {name: done[name] for name in trainings}, done['teacher_eval'],
                 files_key('student_deploy')(done['nets']))),
         }
+        if 'fitnets' in self.baselines:
+            steps['fitnets_hint'] = (('nets', 'teacher'), fitnets_hint)
+            steps['fitnets'] = (('nets', 'fitnets_hint'), fitnets)
+        if 'attention' in self.baselines:
+            steps['attention'] = (('nets', 'teacher'), attention)
         if self.precomputed:
             steps['teacher_targets'] = (('nets', 'teacher'), lambda done: self.teacher_targets(
                 done['nets'], done['teacher']))

@@ -287,6 +287,48 @@ def stage1_init(teacher_model, target_prototxt, out_path, imagenet_model=None):
     return build(target_prototxt, recipe, out_path)
 
 
+# Layers of the baselines' nets that start from their fillers: FitNets' regressor, the fixed
+# channel means of the attention maps (constant 1/C, never trained) and the classifier.
+BASELINE_FROM_FILLERS = ('hint_regressor', 'attention_student_mean', 'attention_teacher_mean',
+                         'fc8_mscoco')
+
+
+def baseline_init(teacher_model, target_prototxt, out_path, imagenet_model=None):
+    """Init of a baseline's net (netgen.baseline_net): the teacher's conv layers under their
+    conv_wsd_* names, the student from the ImageNet .caffemodel when given (else its fillers),
+    BASELINE_FROM_FILLERS from their fillers: the same start as every other row."""
+    teacher = weights(teacher_model)
+    _check_teacher(teacher_model, teacher)
+    imagenet = weights(imagenet_model) if imagenet_model else None
+
+    def recipe(name):
+        if is_teacher_layer(name):
+            return teacher_model, teacher, netgen.teacher_layer_name(name)
+        if name in BASELINE_FROM_FILLERS or imagenet is None:
+            return None
+        return imagenet_model, imagenet, name
+    return build(target_prototxt, recipe, out_path)
+
+
+def hint_label_init(hint_model, target_prototxt, out_path, imagenet_model=None):
+    """FitNets' label stage: the student's conv layers from the hint stage's result, fc6/fc7
+    from the ImageNet .caffemodel when given (the hint stage has none; else their fillers), the
+    classifier from its filler."""
+    hint = weights(hint_model)
+    if 'hint_regressor' not in hint:
+        raise SurgeryError('%s is not a FitNets hint-stage result (no hint_regressor; its weight '
+                           'layers: %s)' % (hint_model, ', '.join(hint)))
+    imagenet = weights(imagenet_model) if imagenet_model else None
+
+    def recipe(name):
+        if name in hint:
+            return hint_model, hint, name
+        if name == 'fc8_mscoco' or imagenet is None:
+            return None
+        return imagenet_model, imagenet, name
+    return build(target_prototxt, recipe, out_path)
+
+
 def stage2_init(stage1_model, teacher_model, target_prototxt, out_path, imagenet_model=None):
     """Stage-2 init: the teacher (with its fc8_c/fc8_d heads) from the WSDDN .caffemodel, the
     student's conv/fc6/fc7 from the stage-1 result; when stage1_model is None (stage 2 without

@@ -1,0 +1,245 @@
+"""The classic distillation baselines (FitNets, attention transfer) and the equal training
+budget: the generated nets in pycaffe, the attention loss against NumPy and finite differences,
+the budget arithmetic, the config keys and the seed's steps."""
+import copy
+import os
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+from mlic import budget, netgen, pipeline, seed_steps, sources, steps
+from mlic.run_config import ConfigError
+
+DEMO_TOML = os.path.join(ROOT, 'tools', 'demo.toml')
+
+
+def instantiate(caffe, tmp_path, net_param):
+    from google.protobuf import text_format
+    known = set(caffe.layer_type_list())
+    missing = sorted(set(layer.type for layer in net_param.layer) - known)
+    assert not missing, 'layer types not in this build: %s' % ', '.join(missing)
+    path = tmp_path / (net_param.name + '.prototxt')
+    path.write_text(text_format.MessageToString(net_param))
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+def layer(net_param, name):
+    return [l for l in net_param.layer if l.name == name][0]
+
+
+@pytest.mark.parametrize('kind', sorted(netgen.BASELINE_NETS))
+def test_small_baseline_nets_run_forward_and_backward(caffe, tmp_path, kind):
+    cfg = netgen.small_config()
+    net = instantiate(caffe, tmp_path, netgen.baseline_net(cfg, kind, None, inputs=True))
+    rng = np.random.RandomState(0)
+    net.blobs['data'].data[...] = rng.uniform(-50, 50, net.blobs['data'].data.shape)
+    labels = net.blobs['label_roi'].data
+    labels[...] = 0
+    labels[:, :cfg['num_classes']] = rng.randint(0, 2, (labels.shape[0], cfg['num_classes']))
+    side = netgen.conv_map_size(cfg, cfg['image_size'])
+    assert side == cfg['image_size'] // 4 == net.blobs['conv_wsd_3_1'].data.shape[-1]
+    out = net.forward()
+    if kind == 'fitnets_hint':
+        assert net.blobs['hint_aligned'].data.shape == net.blobs['conv_wsd_3_1'].data.shape
+        assert net.blobs['conv3_1'].data.shape[-1] == cfg['student_size'] // 4
+        assert set(out) == {'loss_hint'} and np.isfinite(out['loss_hint'])
+    else:
+        assert net.blobs['attention_student_normalized'].data.shape == \
+            net.blobs['attention_teacher_normalized'].data.shape == (4, 1, side, side)
+        assert set(out) == {'loss_attention', 'loss_sig'}
+    net.backward()
+    # The teacher is frozen: nothing flows into its layers; the student learns.
+    assert not net.blobs['conv_wsd_3_1'].diff.any()
+    assert net.params['conv1_1'][0].diff.any()
+
+
+def test_full_baseline_nets_have_the_teachers_and_the_students_shapes(caffe, tmp_path):
+    cfg = copy.deepcopy(netgen.FULL)
+    cfg['batch_size'] = {net: (1, 1) for net in netgen.NETS}
+    for kind in sorted(netgen.BASELINE_NETS):
+        param = netgen.baseline_net(cfg, kind, None, inputs=True)
+        for l in param.layer:  # constant fillers keep VGG16's set-up quick
+            if l.HasField('convolution_param') and l.convolution_param.weight_filler.type != \
+                    'constant':
+                l.convolution_param.weight_filler.type = 'constant'
+        net = instantiate(caffe, tmp_path, param)
+        shapes = {name: tuple(blob.data.shape) for name, blob in net.blobs.items()}
+        assert shapes['conv_wsd_5_3'] == (1, 512, 42, 42) and shapes['conv5_3'] == \
+            (1, 512, 14, 14)
+        if kind == 'fitnets_hint':
+            assert shapes['hint_aligned'] == (1, 512, 42, 42)
+            assert net.params['hint_regressor'][0].data.shape == (512, 512, 1, 1)
+            assert layer(param, 'loss_hint').loss_weight[0] == pytest.approx(1.0 / 42 ** 2)
+        else:
+            assert shapes['attention_student_normalized'] == (1, 1, 42, 42)
+            assert shapes['fc8_mscoco'] == (1, 80)
+            assert layer(param, 'loss_attention').loss_weight[0] == pytest.approx(1000.0 / 42 ** 2)
+        del net
+
+
+def attention_net(caffe, tmp_path, shape, beta=netgen.ATTENTION_BETA):
+    """Student and teacher features as inputs, their maps and the loss as the nets build them."""
+    cfg = netgen.small_config(block_channels=[8, 16, shape[1]])
+    net = netgen.Net('attention_only')
+    net.add('inputs', 'Input', top=['student', 'teacher'],
+            input_param={'shape': [{'dim': list(shape)}, {'dim': list(shape)}]})
+    a_s = netgen.attention_map(net, cfg, 'attention_student', 'student', frozen=False)
+    a_t = netgen.attention_map(net, cfg, 'attention_teacher', 'teacher', frozen=True)
+    side = shape[2] * shape[3]
+    net.add('loss_attention', 'EuclideanLoss', [a_s, a_t], propagate_down=[True, False],
+            loss_weight=beta / side)
+    net.param.force_backward = True
+    return instantiate(caffe, tmp_path, net.param)
+
+
+def numpy_attention_loss(student, teacher, beta=1000.0):
+    """Zagoruyko & Komodakis' loss as their code computes it: beta/2 x the mean over images
+    and positions of the squared difference of the L2-normalised channel means of F^2."""
+    def attention(features):
+        a = (features.astype(np.float64) ** 2).mean(axis=1).reshape(len(features), -1)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+    return beta / 2 * ((attention(student) - attention(teacher)) ** 2).mean()
+
+
+def test_attention_loss_matches_numpy(caffe, tmp_path):
+    shape = (3, 6, 5, 4)
+    net = attention_net(caffe, tmp_path, shape)
+    rng = np.random.RandomState(1)
+    student, teacher = rng.randn(*shape), rng.randn(*shape)
+    net.blobs['student'].data[...] = student
+    net.blobs['teacher'].data[...] = teacher
+    loss = float(net.forward()['loss_attention'])
+    expected = numpy_attention_loss(student, teacher)
+    assert expected > 1  # random maps differ: the test can fail
+    # float32 sums of a few dozen terms: relative error of order 1e-6.
+    assert loss == pytest.approx(expected, rel=1e-4)
+    maps = net.blobs['attention_student_normalized'].data.reshape(shape[0], -1)
+    np.testing.assert_allclose(np.linalg.norm(maps, axis=1), 1, rtol=1e-5)
+
+
+def test_attention_loss_gradient_matches_finite_differences(caffe, tmp_path):
+    shape = (2, 4, 3, 3)
+    net = attention_net(caffe, tmp_path, shape)
+    rng = np.random.RandomState(2)
+    student = rng.uniform(0.5, 1.5, shape) * rng.choice([-1, 1], shape)
+    teacher = rng.randn(*shape)
+    net.blobs['teacher'].data[...] = teacher
+
+    def loss_at(values):
+        net.blobs['student'].data[...] = values
+        return float(net.forward()['loss_attention'])
+    loss_at(student)
+    net.backward()
+    analytic = net.blobs['student'].diff.copy()
+    assert not net.blobs['teacher'].diff.any()  # the teacher gets no gradient
+    step = 1e-2
+    numeric = np.zeros(shape)
+    for index in np.ndindex(*shape):
+        plus, minus = student.copy(), student.copy()
+        plus[index] += step
+        minus[index] -= step
+        numeric[index] = (loss_at(plus) - loss_at(minus)) / (2 * step)
+    # Central differences in float32 with step 1e-2: error of order step^2 x curvature plus
+    # 1e-7 x loss / step; both well under 2% of the largest gradient.
+    scale = np.abs(numeric).max()
+    assert scale > 0.1
+    np.testing.assert_allclose(analytic, numeric, atol=0.02 * scale)
+
+
+def small_cfg(**solver_changes):
+    cfg = netgen.small_config(batch_size={'wsddn': (4, 4), 'stage1': (4, 4), 'stage2': (4, 4),
+                                          'student': (8, 8)})
+    for net in ('stage1', 'stage2', 'student'):
+        cfg['solver'][net].update(max_iter=20, stepsize=20)
+    for net, fields in solver_changes.items():
+        cfg['solver'][net].update(fields)
+    return cfg
+
+
+def test_schedules_budget_keeps_every_solver():
+    cfg = small_cfg()
+    schedules = budget.row_schedules(cfg, 'schedules')
+    assert budget.step_solvers(cfg, 'schedules', list(budget.ROW_TRAININGS)) == {}
+    assert [s.max_iter for s in schedules['stage1_only']] == [20, 20]
+    assert budget.budget_text(schedules['stage2']) == '20 x 4 + 20 x 4 = 160 images'
+    assert budget.budget_text(schedules['student']) == '20 x 8 = 160 images'
+
+
+def test_equal_budget_gives_every_row_the_kd_students_images():
+    cfg = small_cfg(stage1={'max_iter': 30, 'stepsize': 24})
+    total = 30 * 4 + 20 * 4  # stage 1 + stage 2
+    schedules = budget.row_schedules(cfg, 'equal')
+    for row, trainings in schedules.items():
+        # Whole batches: at most one batch over the KD student's images.
+        assert total <= sum(s.images for s in trainings) < total + trainings[-1].batch, row
+    solvers = budget.step_solvers(cfg, 'equal', list(budget.ROW_TRAININGS))
+    assert solvers['student'] == {'max_iter': 25, 'stepsize': 25}        # 200 / 8
+    assert solvers['stage2_only'] == {'max_iter': 50, 'stepsize': 50}    # 200 / 4
+    assert solvers['stage1_only'] == {'max_iter': 10, 'stepsize': 10}    # (200 - 120) / 8
+    assert solvers['fitnets'] == solvers['stage1_only'] and solvers['attention'] == \
+        solvers['student']
+    # Stage 1, the hint stage and the KD student keep their schedules.
+    assert not {'stage1', 'stage2', 'fitnets_hint'} & set(solvers)
+
+
+def test_equal_budget_scales_the_learning_rate_steps_in_proportion():
+    cfg = copy.deepcopy(netgen.FULL)
+    solvers = budget.step_solvers(cfg, 'equal', ['student', 'stage2_only'])
+    images = 30000 * 32 + 30000 * 28
+    assert solvers['student']['max_iter'] == -(-images // 28) == 64286
+    assert solvers['student']['stepsize'] == round(20000 * 64286 / 30000.0)
+    assert solvers['stage2_only']['max_iter'] == 64286
+    multistep = dict(cfg['solver']['student'], lr_policy='multistep', stepvalue=[10000, 20000])
+    del multistep['stepsize']
+    scaled = budget.scaled_solver(multistep, 60000)
+    assert scaled == {'max_iter': 60000, 'stepvalue': [20000, 40000]}
+    with pytest.raises(ValueError, match='budget'):
+        budget.row_schedules(cfg, 'longest')
+
+
+def demo_config(**top):
+    return pipeline.load_config(DEMO_TOML, quick=True, overrides=top)
+
+
+def seed_graph(config, folder):
+    dataset = sources.Dataset('lists', {'train': 'train.txt', 'test': 'test.txt'},
+                              'classes.txt', None, '')
+    return seed_steps.SeedSteps(steps.Workspace(str(folder)), config, dataset,
+                                sources.Init(None, None), False, ROOT).graph(1)
+
+
+def test_baselines_add_their_steps_and_rows(tmp_path):
+    graph = seed_graph(demo_config(baselines=['fitnets', 'attention']), tmp_path)
+    assert graph['fitnets_hint'][0] == ('nets', 'teacher')
+    assert graph['fitnets'][0] == ('nets', 'fitnets_hint')
+    assert graph['attention'][0] == ('nets', 'teacher')
+    assert {'fitnets_hint', 'fitnets', 'attention'} <= set(graph['evaluate'][0])
+    plain = seed_graph(demo_config(baselines=[]), tmp_path)
+    assert not {'fitnets_hint', 'fitnets', 'attention'} & set(plain)
+    names = pipeline.Pipeline(demo_config(baselines=['attention']), str(tmp_path)).step_names()
+    assert 'attention' in names and 'fitnets' not in names
+    from mlic import report
+    assert [label for _, label in report.student_rows({'fitnets': 1, 'attention': 1})] == [
+        'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'FitNets', 'Attention transfer',
+        'Student w/ KD']
+
+
+def test_bad_baselines_and_budget_are_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r'demo.toml: baselines: .*"fitnets", "attention"'):
+        demo_config(baselines=['hinton'])
+    with pytest.raises(ConfigError, match=r'demo.toml: budget: .*"schedules", "equal"'):
+        demo_config(budget='longer')
+
+
+def test_command_line_options_set_baselines_and_budget():
+    import argparse
+    parser = argparse.ArgumentParser()
+    pipeline.add_run_arguments(parser)
+    args = parser.parse_args(['--baselines', 'fitnets,attention', '--budget', 'equal'])
+    assert pipeline.run_overrides(args) == {'baselines': ['fitnets', 'attention'],
+                                            'budget': 'equal'}
+    none = pipeline.run_overrides(parser.parse_args(['--baselines', '']))
+    config = pipeline.load_config(DEMO_TOML, overrides=none)
+    assert config['baselines'] == [] and config['budget'] == 'schedules'  # the full demo's
