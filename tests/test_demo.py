@@ -49,6 +49,19 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     assert '- Stage 2 only: 40 x 4 = 160 images' in markdown
     assert '- FitNets: 20 x 4 + 10 x 8 = 160 images' in markdown
     assert '_iter_40.caffemodel' in (folder / 'seed1' / 'stage2_only' / 'train.log').read_text()
+    # FitNets' label stage starts from the hint stage's convolutions and the initial fc6; the
+    # baselines start from the same teacher as the KD nets.
+    from mlic import surgery
+    seed = folder / 'seed1'
+    hint = surgery.weights(str(seed / 'fitnets_hint' / 'final.caffemodel'))
+    label_init = surgery.weights(str(seed / 'fitnets' / 'init.caffemodel'))
+    backbone = surgery.weights(str(folder / 'pretrain' / 'backbone.caffemodel'))
+    assert (label_init['conv1_1'][0] == hint['conv1_1'][0]).all()
+    assert not (hint['conv1_1'][0] == backbone['conv1_1'][0]).all()  # the hint stage learned
+    assert (label_init['fc6'][0] == backbone['fc6'][0]).all()
+    teacher = surgery.weights(str(seed / 'teacher' / 'final.caffemodel'))
+    attention = surgery.weights(str(seed / 'attention' / 'final.caffemodel'))
+    assert (attention['conv_wsd_1_1'][0] == teacher['conv1_1'][0]).all()  # frozen
     # The demo's KD stages read the teacher's outputs computed once; two trainings ran at once.
     for key, net in (('soft_targets', 'stage2'), ('roi_targets', 'stage1')):
         assert (folder / 'seed1' / 'teacher_targets' / (key + '.npy')).exists()
