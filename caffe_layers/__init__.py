@@ -7,8 +7,11 @@ libcaffe that pycaffe uses; the Python layers live in the submodules.
 import ctypes
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN_SOURCES = [os.path.join(ROOT, 'caffe_layers', d) for d in ('src', 'include', 'proto')]
+from mlic.paths import BUILD, ROOT
+
+# The plugin's C++ sources, beside this file.
+PLUGIN_SOURCES = [os.path.join(os.path.dirname(os.path.abspath(__file__)), d)
+                  for d in ('src', 'include', 'proto')]
 REBUILD_HINT = 'rebuild it with `make plugin` (or tools/setup/setup.sh plugin) in ' + ROOT
 
 
@@ -17,14 +20,14 @@ class PluginError(ImportError):
 
 
 def plugin_path():
-    return os.environ.get('MLIC_PLUGIN',
-                          os.path.join(ROOT, 'build', 'plugin', 'lib', 'libmlic_layers.so'))
+    return os.environ.get('MLIC_PLUGIN', os.path.join(BUILD, 'plugin', 'lib', 'libmlic_layers.so'))
 
 
-def newest_source():
-    """(mtime, path) of the most recently changed plugin source, or (0, None)."""
+def newest_source(sources=PLUGIN_SOURCES):
+    """(mtime, path) of the most recently changed file under the folders `sources`, or
+    (0, None)."""
     newest = (0.0, None)
-    for top in PLUGIN_SOURCES:
+    for top in sources:
         for dirpath, _, names in os.walk(top):
             for name in names:
                 path = os.path.join(dirpath, name)
@@ -32,13 +35,13 @@ def newest_source():
     return newest
 
 
-def check_plugin(path=None):
+def check_plugin(path=None, sources=PLUGIN_SOURCES):
     """Raise PluginError when the plugin is missing or older than its sources."""
     path = path or plugin_path()
     if not os.path.isfile(path):
         raise PluginError('the layer plugin %s does not exist; %s' % (path, REBUILD_HINT))
     if 'MLIC_PLUGIN' not in os.environ:
-        mtime, source = newest_source()
+        mtime, source = newest_source(sources)
         if mtime > os.path.getmtime(path):
             raise PluginError('the layer plugin %s is older than %s; %s'
                               % (path, os.path.relpath(source, ROOT), REBUILD_HINT))

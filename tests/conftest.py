@@ -1,11 +1,11 @@
 """Shared fixtures: the repository paths, pycaffe with our layers, and the wrapped caffe tool."""
+import importlib.util
 import os
 import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CAFFE_TOOL = os.path.join(ROOT, 'tools', 'caffe')
+from mlic.paths import CAFFE_TOOL, ROOT, TOOLS
 
 
 @pytest.fixture(scope='session')
@@ -30,3 +30,12 @@ def run_caffe_tool(args, cwd, timeout=600):
     """Runs tools/caffe; returns the CompletedProcess with stdout and stderr joined."""
     return subprocess.run([CAFFE_TOOL] + list(args), cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def load_tool(name):
+    """The command-line tool tools/<name>.py as a module, to call its main() in this process
+    (loaded from its file: tools/ is a folder of scripts, not a package on the path)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

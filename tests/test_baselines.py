@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
 from mlic import budget, netgen, pipeline, seed_steps, sources, steps
+from mlic.paths import ROOT
 from mlic.run_config import ConfigError
 
 DEMO_TOML = os.path.join(ROOT, 'tools', 'demo.toml')

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 from mlic import original_prototxt
 from mlic.netgen import DATA_LAYER, DATA_MODULE

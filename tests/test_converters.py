@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-import make_datalist
+from conftest import load_tool
 from mlic import converters
+
+make_datalist = load_tool('make_datalist')
 
 
 def write_image(path, width=40, height=30):

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 BUILD = os.path.join(ROOT, 'build', 'plugin')
 CUDA_SOURCES = sorted(glob.glob(os.path.join(ROOT, 'caffe_layers', 'src', '*.cu')))

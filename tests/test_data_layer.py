@@ -555,7 +555,7 @@ def test_a_missing_roi_target_top_is_named(caffe, dataset):
 def test_a_deploy_net_takes_the_mean_of_the_train_net_beside_it(tmp_path):
     """The tools' inference (deploy.describe) uses the mean the net was trained with."""
     import shutil
-    from conftest import ROOT
+    from mlic.paths import ROOT
     from mlic import deploy
     from mlic.preprocess import DEFAULT_MEAN_BGR
     deploy_path = str(tmp_path / 'student_deploy.prototxt')

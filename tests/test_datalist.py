@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from mlic.datalist import (Datalist, DatalistError, PADDING_ROW, check_datalist, check_images,
                            format_line, scan_datalist, validate_datalist)
+from mlic.paths import ROOT
 
 C = 3
 SIZE = 100  # images are resized to SIZE x SIZE; boxes must lie in [0, SIZE - 1]

@@ -9,7 +9,7 @@ import sys
 
 import cv2
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 DEMO = os.path.join(ROOT, 'tools', 'demo.py')
 # The quick demo adds the classic baselines and trains under the equal budget.

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 from mlic import distributed, trainer
 
 Rank = distributed.Rank

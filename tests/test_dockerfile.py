@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 DOCKERFILE = os.path.join(ROOT, 'docker', 'Dockerfile')
 

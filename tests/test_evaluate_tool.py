@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import load_tool
 from mlic import evaluation
+from mlic.paths import ROOT
 
 # The hand-worked example of test_evaluation.py: mAP 8/9, CP = CR = 1/3, OP = OR = 2/5.
 SCORES = np.array([[0.9, 0.6, 0.2, 0.1],
@@ -33,7 +34,7 @@ def inputs(tmp_path):
 def test_cli_prints_table_and_writes_json(inputs, capsys):
     tmp_path, datalist, classes, scores = inputs
     out_json = str(tmp_path / 'result.json')
-    import evaluate
+    evaluate = load_tool('evaluate')
     assert evaluate.main(['--scores', scores, '--datalist', datalist, '--classes', classes,
                           '--per-class', '--json', out_json, '--name', 'Student']) == 0
     printed = capsys.readouterr().out
@@ -96,7 +97,7 @@ def test_shape_mismatch_is_reported(inputs):
     tmp_path, datalist, classes, _ = inputs
     wrong = tmp_path / 'wrong.npy'
     np.save(str(wrong), SCORES[:2])
-    import evaluate
+    evaluate = load_tool('evaluate')
     with pytest.raises(ValueError, match=r'scores of shape \(2, 4\).*need \(3, 4\)'):
         evaluate.main(['--scores', str(wrong), '--datalist', datalist, '--classes', classes])
 
@@ -109,7 +110,7 @@ def _run_tool(name, *args):
 
 def test_results_table_tool_from_evaluate_outputs(inputs):
     tmp_path, datalist, classes, scores = inputs
-    import evaluate
+    evaluate = load_tool('evaluate')
     outputs = []
     for seed, name in enumerate(('a.json', 'b.json')):
         noisy = np.clip(SCORES + 0.05 * np.random.RandomState(seed).rand(*SCORES.shape), 0, 1)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 from test_training import write_dataset
 
 from mlic import feature_fit, netgen

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 from mlic import gpu_check
 
 PYTHON = sys.executable

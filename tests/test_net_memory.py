@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 from mlic import net_memory, netgen
 
 from test_trainer import write_dataset

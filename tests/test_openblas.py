@@ -7,9 +7,7 @@ import sys
 import pytest
 
 from mlic import openblas
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.path.join(ROOT, 'build')
+from mlic.paths import BUILD, ROOT
 AVX512 = {'sse3', 'avx', 'avx2', 'fma', 'avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl'}
 AVX2 = {'sse3', 'avx', 'avx2', 'fma'}
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 from mlic import devices, pipeline, seed_steps, sources, steps
 from mlic.run_config import ConfigError
 

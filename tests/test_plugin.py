@@ -2,13 +2,12 @@
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, CAFFE_TOOL
+from mlic.paths import CAFFE_TOOL, ROOT
 
 PLUGIN_TYPES = ['WsdRoigen', 'WsdRoigenSingleScale', 'ROIPooling', 'CrossEntropyLoss', 'Interp',
                 'ProposalSoftmax', 'RoIDistillationLoss']
@@ -45,22 +44,21 @@ def test_bad_param_str_is_a_python_error_naming_layer_and_field(caffe, tmp_path)
         caffe.Net(str(net_file), caffe.TEST)
 
 
-def test_stale_plugin_is_reported_with_path_and_fix(tmp_path):
-    """A copy of the package whose sources are newer than the plugin refuses to load."""
-    copy = tmp_path / 'repo'
-    shutil.copytree(os.path.join(ROOT, 'caffe_layers'), copy / 'caffe_layers',
-                    ignore=shutil.ignore_patterns('__pycache__'))
-    plugin = copy / 'build' / 'plugin' / 'lib' / 'libmlic_layers.so'
-    plugin.parent.mkdir(parents=True)
+def test_stale_plugin_is_reported_with_path_and_fix(tmp_path, monkeypatch):
+    """A plugin older than one of its sources is refused, naming both and the fix."""
+    import caffe_layers
+    sources = tmp_path / 'caffe_layers' / 'src'
+    shutil.copytree(os.path.join(ROOT, 'caffe_layers', 'src'), sources)
+    plugin = tmp_path / 'libmlic_layers.so'
     plugin.write_bytes(b'')
-    old = os.path.getmtime(copy / 'caffe_layers' / 'src' / 'wsd_roigen_layer.cpp') - 100
+    old = os.path.getmtime(sources / 'wsd_roigen_layer.cpp') - 100
     os.utime(plugin, (old, old))
-    env = dict(os.environ, PYTHONPATH=str(copy))
-    env.pop('MLIC_PLUGIN', None)
-    out = subprocess.run([sys.executable, '-c', 'import caffe_layers'], env=env, cwd=str(tmp_path),
-                         stderr=subprocess.PIPE, text=True)
-    assert out.returncode != 0
-    assert str(plugin) in out.stderr and 'make plugin' in out.stderr and 'older than' in out.stderr
+    monkeypatch.delenv('MLIC_PLUGIN', raising=False)
+    with pytest.raises(caffe_layers.PluginError) as error:
+        caffe_layers.check_plugin(str(plugin), [str(sources)])
+    message = str(error.value)
+    assert str(plugin) in message and 'make plugin' in message and 'older than' in message
+    assert caffe_layers.check_plugin(str(plugin), []) == str(plugin)
 
 
 def test_missing_plugin_is_reported_by_the_caffe_tool(tmp_path):

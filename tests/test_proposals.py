@@ -6,10 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-import compute_proposals
-import make_datalist
+from conftest import load_tool
 from mlic import proposals, synthetic
 from mlic.datalist import is_padding, validate_datalist
+
+compute_proposals = load_tool('compute_proposals')
+make_datalist = load_tool('make_datalist')
 
 NEW_WIDTH, NEW_HEIGHT, BBOX_NUM, NUM_CLASSES = 200, 150, 30, 5
 

@@ -10,10 +10,11 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
-import run_pipeline
+from conftest import load_tool
 from mlic import converters, netgen, pipeline, proposals, run_config, surgery, synthetic
+from mlic.paths import ROOT
+
+run_pipeline = load_tool('run_pipeline')
 
 ROWS = ['Teacher (WSDDN)', 'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'Student w/ KD']
 TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')

@@ -4,7 +4,7 @@ import os
 import stat
 import subprocess
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 BUILD_CAFFE = os.path.join(ROOT, 'tools', 'setup', 'build_caffe.sh')
 

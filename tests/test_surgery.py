@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 from mlic import netgen, surgery
 

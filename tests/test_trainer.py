@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_caffe_tool
+from conftest import run_caffe_tool
+from mlic.paths import ROOT
 from mlic import datalist, netgen, trainer
 
 ITERATIONS = 6

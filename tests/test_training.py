@@ -136,7 +136,7 @@ def test_student_without_distillation_trains(small):
 def run_tool(name, *args):
     import subprocess
     import sys
-    from conftest import ROOT
+    from mlic.paths import ROOT
     return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', name)] + list(args),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

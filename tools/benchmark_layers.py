@@ -31,8 +31,7 @@ import caffe_layers  # noqa: E402,F401  (registers the plugin's layer types)
 from caffe.proto import caffe_pb2  # noqa: E402
 import mlic_layers_pb2  # noqa: E402  (generated with the plugin; on the path after caffe_layers)
 from mlic import openblas  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from mlic.paths import ROOT  # noqa: E402
 DATA_LAYER = 'MultiLabelRoIDataLayer'
 
 # Every layer type the plugin is meant to provide (mlic_layers.proto).

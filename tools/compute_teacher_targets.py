@@ -23,8 +23,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,

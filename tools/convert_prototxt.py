@@ -8,10 +8,7 @@ python_param { param_str: "..." } of our layers; HumanAttData (human_att_data_pa
 transform_param) becomes our Python data layer. Errors name the input line and field.
 """
 import argparse
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv=None):

@@ -15,7 +15,6 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # pycaffe's own INFO lines would bury the progress; the training logs keep caffe's full output.
 os.environ.setdefault('GLOG_minloglevel', '2')
 

@@ -10,9 +10,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from mlic import caffe_train, config_examples  # noqa: E402
+from mlic import caffe_train, config_examples
 
 
 def main(argv=None):

@@ -8,9 +8,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from mlic import netgen  # noqa: E402
+from mlic import netgen
 
 
 def main(argv=None):

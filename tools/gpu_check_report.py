@@ -16,9 +16,7 @@ import re
 import sys
 import xml.etree.ElementTree as ElementTree
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from mlic import gpu_check  # noqa: E402
+from mlic import gpu_check
 
 MIB = 1024.0 ** 2
 

@@ -12,8 +12,8 @@ to do both in one go.
 import argparse
 import sys
 
-from compute_proposals import add_proposal_arguments, run_proposals
 from mlic import converters
+from mlic.proposal_options import add_proposal_arguments, run_proposals
 
 
 def main(argv=None):

@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('GLOG_minloglevel', '2')  # not Caffe's net-by-net set-up log
 
 from mlic import net_memory  # noqa: E402

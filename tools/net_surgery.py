@@ -13,10 +13,7 @@ Every weight layer of the target net is filled, or is one the recipe leaves to i
 purpose (listed in the output); a missing layer or a shape mismatch stops with both names.
 """
 import argparse
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv=None):

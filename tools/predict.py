@@ -16,8 +16,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 
 def top_labels(scores, k):
     order = np.argsort(-scores, kind='stable')[:k]

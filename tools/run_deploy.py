@@ -17,8 +17,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 
 class StudentSet(object):
     """The images and labels of a datalist (the student needs no proposals)."""

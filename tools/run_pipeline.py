@@ -24,9 +24,7 @@ import os
 import sys
 import tomllib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from mlic import config_examples, datalist, pipeline, run_config, surgery  # noqa: E402
+from mlic import config_examples, datalist, pipeline, run_config, surgery
 
 
 def help_text():

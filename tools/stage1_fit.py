@@ -15,7 +15,6 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # pycaffe's INFO lines would bury the table.
 os.environ.setdefault('GLOG_minloglevel', '2')
 

@@ -12,12 +12,9 @@ Under a cluster launcher (srun, mpirun, torchrun) every process it starts is one
 and goes on), as `caffe train` does by default.
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from mlic import distributed, trainer  # noqa: E402
+from mlic import distributed, trainer
 
 
 def main(argv=None):

@@ -12,8 +12,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CAFFE_TOOL = os.path.join(ROOT, 'tools', 'caffe')
+from mlic.paths import CAFFE_TOOL, ROOT
 
 # glog lines of Solver::Step: "Iteration 20 (3.1 iter/s, 6.4s/20 iters), loss = 0.6931"
 ITERATION_LOSS = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)')

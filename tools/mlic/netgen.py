@@ -22,9 +22,8 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from mlic.datalist import IGNORE_LABEL
+from mlic.paths import ROOT
 from mlic.preprocess import DEFAULT_MEAN_BGR
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NETS = ('wsddn', 'stage1', 'stage2', 'student')
 

@@ -64,12 +64,10 @@ def corename(library, coretype=None):
     env.pop(VARIABLE, None)
     if coretype:
         env[VARIABLE] = coretype
-    # -S: without the venv's .pth, which would set the variable again.
-    code = ('import sys; sys.path.insert(0, sys.argv[1]); from mlic import openblas; '
-            'print(openblas.loaded_core(sys.argv[2]))')
-    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # -S: without the venv's .pth, which would set the variable again; so this file runs as a
+    # script (it needs nothing beyond the standard library).
     import subprocess  # here: the module is imported at every start of the venv's Python
-    out = subprocess.run([sys.executable, '-S', '-c', code, tools, library], env=env,
+    out = subprocess.run([sys.executable, '-S', os.path.abspath(__file__), library], env=env,
                          check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout
     return out.strip()
 
@@ -154,3 +152,8 @@ def apply(build_dir, flags=None):
     core, required = read_env(build_dir)
     if core and required <= (cpu_flags() if flags is None else flags):
         os.environ.setdefault(VARIABLE, core)
+
+
+if __name__ == '__main__':
+    # corename()'s fresh process: the core OpenBLAS sys.argv[1] picks.
+    print(loaded_core(sys.argv[1]))

@@ -9,8 +9,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mlic import openblas  # noqa: E402
+from mlic import openblas
 
 
 def main():

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything this project needs, idempotently, in six steps:
 #   system        Debian packages for building Caffe and the plugin
-#   venv          .venv from Debian's python3 (the interpreter libcaffe and the caffe binary link)
+#   venv          .venv from Debian's python3 (the interpreter libcaffe and the caffe binary link),
+#                 requirements.txt, and our packages mlic and caffe_layers (editable: pyproject.toml)
 #   caffe         BVLC Caffe from Debian's source package, built into a cache outside the repo
 #   cuda-headers  when nvcc is on PATH but its toolkit lacks cuBLAS and cuRAND (CI): their
 #                 headers, from NVIDIA's wheels, for the plugin's CUDA compile check
@@ -79,19 +80,54 @@ step_system() {
 }
 
 venv_stamp() { { cat "$ROOT/requirements.txt"; "$PY" --version; } | sha256sum | cut -c1-16; }
+package_stamp() { sha256sum <"$ROOT/pyproject.toml" | cut -c1-16; }
+
+# The file the venv's Python imports for package $1, or nothing. -I: neither the current
+# directory nor PYTHONPATH may stand in for the installed package.
+package_origin() {
+  "$VENV/bin/python" -I -c 'import importlib.util, sys
+spec = importlib.util.find_spec(sys.argv[1])
+print(spec.origin if spec else "")' "$1" 2>/dev/null || true
+}
+
+# Our packages (pyproject.toml) installed in editable mode from this checkout.
+packages_installed() {
+  [ -f "$VENV/.package-stamp" ] && [ "$(cat "$VENV/.package-stamp")" = "$(package_stamp)" ] &&
+    [ "$(package_origin mlic)" = "$ROOT/tools/mlic/__init__.py" ] &&
+    [ "$(package_origin caffe_layers)" = "$ROOT/caffe_layers/__init__.py" ]
+}
 
 step_venv() {
   [ -x "$PY" ] || fail "$PY not found (install python3, or set MLIC_PYTHON)"
   local want; want=$(venv_stamp)
   if [ -f "$VENV/.stamp" ] && [ "$(cat "$VENV/.stamp")" = "$want" ]; then
-    say "venv: $VENV up to date"; return
+    say "venv: $VENV has requirements.txt"
+  elif [ $CHECK = 1 ]; then pending "venv (requirements.txt)"
+  else
+    say "venv: creating $VENV from $PY and installing requirements.txt"
+    [ -x "$VENV/bin/python" ] || logged venv-create "$PY" -m venv "$VENV"
+    logged venv-pip "$VENV/bin/python" -m pip install --disable-pip-version-check \
+      -r "$ROOT/requirements.txt"
+    echo "$want" >"$VENV/.stamp"
   fi
-  [ $CHECK = 1 ] && { pending venv; return; }
-  say "venv: creating $VENV from $PY and installing requirements.txt"
-  [ -x "$VENV/bin/python" ] || logged venv-create "$PY" -m venv "$VENV"
-  logged venv-pip "$VENV/bin/python" -m pip install --disable-pip-version-check \
-    -r "$ROOT/requirements.txt"
-  echo "$want" >"$VENV/.stamp"
+  # The Docker image's first layer has only requirements.txt and tools/setup: the packages
+  # follow when the whole checkout is there.
+  if [ ! -f "$ROOT/pyproject.toml" ]; then
+    if [ $CHECK = 1 ]; then pending "venv (no pyproject.toml in $ROOT)"
+    else say "venv: no pyproject.toml in $ROOT yet; the packages are installed by a later run"; fi
+    return
+  fi
+  if [ -x "$VENV/bin/python" ] && packages_installed; then
+    say "venv: packages mlic and caffe_layers installed from $ROOT"; return
+  fi
+  [ $CHECK = 1 ] && { pending "venv (packages mlic and caffe_layers not installed from $ROOT)"; return; }
+  say "venv: installing the packages mlic and caffe_layers (editable: pyproject.toml)"
+  # setuptools comes pinned from requirements.txt: no download to build the editable wheel.
+  logged venv-package "$VENV/bin/python" -m pip install --disable-pip-version-check \
+    --no-build-isolation --no-deps -e "$ROOT"
+  package_stamp >"$VENV/.package-stamp"
+  packages_installed ||
+    fail "the venv's Python does not import mlic and caffe_layers from $ROOT after pip install -e"
 }
 
 step_caffe() {
@@ -135,11 +171,12 @@ CAFFE_PYTHON=$pydir"
   elif [ $CHECK = 1 ]; then pending "caffe (build/caffe.env does not name $root)"; return
   else mkdir -p "$BUILD"; echo "$env" >"$BUILD/caffe.env"; fi
   [ $CHECK = 1 ] && return
-  # pycaffe, our Python layers and the tools' library importable from the venv.
+  # pycaffe importable from the venv (our packages are installed by the venv step).
   local site; site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   # Its last line sets OPENBLAS_CORETYPE from build/openblas.env (the openblas step) in every
-  # process of the venv, before numpy or caffe loads OpenBLAS.
-  printf '%s\n%s\n%s\nimport mlic.openblas; mlic.openblas.apply(%s)\n' "$pydir" "$ROOT" "$ROOT/tools" \
+  # process of the venv, before numpy or caffe loads OpenBLAS. Python reads a site folder's .pth
+  # files in name order: __editable__.mlic_kd_wsd-*.pth, which makes mlic importable, comes first.
+  printf '%s\nimport mlic.openblas; mlic.openblas.apply(%s)\n' "$pydir" \
     "'$BUILD'" >"$site/mlic_kd_wsd.pth"
 }
 
