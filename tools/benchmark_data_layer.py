@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Speed of MultiLabelRoIDataLayer (prints figures; not a test).
 
 1. Images per second of the layer at 672 x 672 with the five released scale factors and

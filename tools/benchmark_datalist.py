@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Time and peak memory of reading a COCO-train-sized datalist (prints figures; not a test).
 
 Writes a datalist of --lines lines (default 82,783, MS-COCO train2014) with 80 labels and

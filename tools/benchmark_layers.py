@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Times each plugin layer's forward and backward pass through pycaffe on the CPU.
 
 Two size sets: the original's (conv5_3 512 x 42 x 42, 500 RoIs per image, 7 x 7 bins, 80

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Adds object proposals to a datalist: reads DATALIST (lines `image l_1 .. l_C`, class count
 from DATALIST.classes), computes the proposals of every image in parallel (cached per image in
 --cache: a rerun only computes what is missing) and writes OUT with each image's best

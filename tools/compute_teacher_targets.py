@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """The frozen teacher's outputs computed once, for KD nets that read them instead of running
 the teacher on every batch (netgen's soft_targets and roi_targets; the same numbers): for
 every image of the train datalist, as read and as mirrored,

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Converts a prototxt written for the original fork (caffe-MLIC) to this project's syntax.
 
   tools/convert_prototxt.py wsddn_train.prototxt prototxt/my/wsddn_train.prototxt

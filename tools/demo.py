@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """The embedded demo: synthetic data -> proposals -> WSDDN teacher -> KD stage 1 -> KD stage 2,
 the student without KD and the two ablations, then the paper's table.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Classification metrics of a score file against a datalist's labels.
 
   .venv/bin/python tools/evaluate.py --scores student_scores.npy --datalist data/val.txt \

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Writes the example configs from the config schema (tools/mlic/config_examples.py):
 tools/demo.toml (the demo's settings) and tools/run_pipeline.example.toml (a user's, every key
 with its default). A test checks that the checked-in files match.

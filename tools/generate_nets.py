@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Writes the nets and solvers (tools/mlic/netgen.py) for the full-size or a small config.
 
   tools/generate_nets.py                  # rewrite the checked-in prototxt/ and prototxt/small/

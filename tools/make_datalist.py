@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Converts a dataset's annotations into a labels-only datalist `OUT` (one line `image l_1 ..
 l_C` per image), its class order `OUT.classes` and, for datasets with boxes, a ground-truth box
 JSON. Then `tools/compute_proposals.py OUT FINAL` adds the proposals; or pass --proposals here

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Writes the seeded synthetic multi-label dataset (images, classes, labels-only datalists and
 ground-truth boxes of a train and a test split). See tools/mlic/synthetic.py."""
 import argparse

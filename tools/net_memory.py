@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Prints the memory a net needs to train, from its blob shapes (no GPU, no data needed), and
 the batch and iter_size that fit a GPU.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Initial weights of the distillation stages (tools/mlic/surgery.py).
 
   tools/net_surgery.py stage1 --teacher T.caffemodel [--imagenet VGG16.caffemodel] \\

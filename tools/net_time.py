@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Forward-backward speed of a train net, as `caffe time` measures it, without its data: the
 data layer becomes an Input of random images and valid proposals at the batch asked for.
 

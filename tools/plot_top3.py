@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Figure of test images with the top-3 labels of two models side by side (like the paper's).
 
   .venv/bin/python tools/plot_top3.py --datalist data/val.txt --classes data/coco_classes.txt \

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Training curves (loss per iteration, raw and smoothed, test losses as dots) from caffe logs.
 
   .venv/bin/python tools/plot_training_log.py runs/stage1.log runs/stage2.log -o curves.png \

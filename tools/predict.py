@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Top labels of images with a trained deploy net (pycaffe); for the WSDDN teacher also the best
 box of each of those labels.
 

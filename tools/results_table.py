@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """The results table (mAP, F1-C, F1-O, top-3 F1-C, top-3 F1-O; mean ± std over seeds).
 
   .venv/bin/python tools/results_table.py \

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Runs a deploy net (the WSDDN teacher or the student) over a datalist with pycaffe.
 
   tools/run_deploy.py --net prototxt/kd/student_deploy.prototxt \\

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """The whole method on your own datalists, in one command: checks the datalists, writes the
 nets (VGG16 by default), trains the WSDDN teacher, KD stage 1 and stage 2, the student without
 KD and the two ablations (stage 1 only, stage 2 only), evaluates them on the test list and

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Has stage 1 transferred anything? The student's RoI features against the teacher's, next to
 two predictors that ignore the image: zero and the teacher's mean feature.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Trains a Caffe solver on the CPU, one GPU or several, the way `caffe train` does, with our
 Python data layer (which `caffe train -gpu 0,1` refuses).
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
 """Checks a datalist and prints every problem as `file:line: field: reason`.
 
 Every line's fields are checked, then every image is decoded as the data layer would decode it

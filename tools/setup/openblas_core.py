@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../../.venv/bin/python" "$0" "$@"'
 """Records in build/openblas.env the OpenBLAS core to use where OpenBLAS's own choice is below
 what the CPU supports (tools/mlic/openblas.py says why). Run by tools/setup/setup.sh.
 
