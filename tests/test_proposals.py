@@ -165,6 +165,31 @@ def test_errors_name_the_datalist_line_or_setting(dataset, tmp_path):
         proposals.proposal_settings('mcg')
 
 
+def test_relative_image_paths_not_found_name_the_resolved_path_and_root_folder(dataset,
+                                                                              tmp_path,
+                                                                              monkeypatch,
+                                                                              capsys):
+    image = open(dataset['train_datalist']).readline().split()[0]
+    relative = tmp_path / 'relative.txt'
+    relative.write_text(os.path.basename(image) + ' 1 0 0 0 0\n')
+    (tmp_path / 'relative.txt.classes').write_text('a\nb\nc\nd\ne\n')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = [str(relative), str(tmp_path / 'out.txt'), '--cache', str(tmp_path / 'c'),
+            '--workers', '1', '--max-side', '96']
+    with pytest.raises(SystemExit) as exit_:
+        compute_proposals.main(args)
+    message = str(exit_.value.code)
+    assert ('relative.txt line 1: cannot read image %s'
+            % os.path.join(str(elsewhere), os.path.basename(image))) in message
+    assert 'relative to the root folder, here %s' % elsewhere in message
+    assert '--root-folder' in message
+    # With the images' folder given, the same list goes through.
+    compute_proposals.main(args + ['--root-folder', os.path.dirname(image)])
+    assert 'wrote %s: 1 images' % (tmp_path / 'out.txt') in capsys.readouterr().out
+
+
 def test_convert_then_proposals_in_one_command(dataset, tmp_path):
     image_dir = os.path.dirname(open(dataset['train_datalist']).readline().split()[0])
     (tmp_path / 'labels.csv').write_text('filename,labels\ntrain_000000.png,cat\n'

@@ -198,7 +198,7 @@ def _compute_to_cache(task):
         return index, 'cached'
     image = cv2.imread(image_file, cv2.IMREAD_COLOR)
     if image is None:
-        return index, 'cannot read image %s' % image_file
+        return index, 'cannot read image %s' % os.path.abspath(image_file)
     height, width = image.shape[:2]
     scale = min(1.0, settings['max_side'] / float(max(height, width)))
     if scale < 1.0:
@@ -279,10 +279,11 @@ def _init_worker():
     cv2.setNumThreads(1)
 
 
-def compute_all(image_files, settings, cache_dir, workers=1, progress=True, describe=None):
+def compute_all(image_files, settings, cache_dir, workers=1, progress=True, describe=None,
+                advise=None):
     """Fills the cache for every image (in parallel with `workers` processes). Returns the
     cache file of each image and the number actually computed. describe(i) names image i in
-    error messages."""
+    error messages; advise(i), when given, adds a hint to an image that cannot be read."""
     describe = describe or (lambda i: image_files[i])
     paths = [cache_file(cache_dir, f, settings) for f in image_files]
     tasks = [(i, f, settings, p) for i, (f, p) in enumerate(zip(image_files, paths))]
@@ -298,7 +299,8 @@ def compute_all(image_files, settings, cache_dir, workers=1, progress=True, desc
             else map(_compute_to_cache, tasks)
         for index, status in results:
             if status not in ('cached', 'computed'):
-                raise IOError('%s: %s' % (describe(index), status))
+                hint = advise(index) if advise else ''
+                raise IOError('%s: %s%s' % (describe(index), status, hint and '; ' + hint))
             computed += status == 'computed'
             if bar:
                 bar.update(status == 'cached')
@@ -337,7 +339,15 @@ def complete_datalist(datalist_path, out_path, settings, cache_dir, new_width=67
     items = read_label_lines(datalist_path, num_classes)
     files = [os.path.join(root_folder, image) for _, image, _ in items]
     describe = lambda i: '%s line %d' % (datalist_path, items[i][0])
-    paths, computed = compute_all(files, settings, cache_dir, workers, progress, describe)
+
+    def advise(i):
+        if os.path.isabs(items[i][1]):
+            return ''
+        return ('the datalist\'s image paths are relative to the root folder, here %s: give '
+                'the folder the images are in with --root-folder'
+                % os.path.abspath(root_folder or os.curdir))
+    paths, computed = compute_all(files, settings, cache_dir, workers, progress, describe,
+                                  advise)
     counts = {'images': len(items), 'computed': computed, 'fewer_than_bbox_num': 0}
     parent = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(parent, exist_ok=True)
