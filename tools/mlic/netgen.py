@@ -444,9 +444,17 @@ def classifier(net, cfg, fc7):
                              weight_filler=cfg['head_filler'])
 
 
+def net_name(cfg, kind):
+    """The name of net `kind`: NET_NAMES for the full config; another config's teacher is no
+    VGG16 and is named after its config instead (e.g. small_wsddn), as logs and plots show it."""
+    if kind == 'wsddn' and cfg['name'] != 'full':
+        return '%s_wsddn' % cfg['name']
+    return NET_NAMES[kind]
+
+
 def train_net(cfg, kind, datalists, root_folder='', inputs=False):
     """NetParameter of the training net `kind` (one of NETS)."""
-    net = Net(NET_NAMES[kind])
+    net = Net(net_name(cfg, kind))
     data_layers(net, cfg, kind, datalists, root_folder, inputs)
     labels = 'labels' if kind == 'wsddn' else 'label'
     slice_labels(net, cfg, labels)
@@ -622,7 +630,7 @@ def teacher_deploy_net(cfg, name, kd):
 
 def wsddn_deploy_net(cfg):
     """The teacher at test time (teacher_deploy_net)."""
-    return teacher_deploy_net(cfg, 'VGG16_wsddn', kd=False)
+    return teacher_deploy_net(cfg, net_name(cfg, 'wsddn'), kd=False)
 
 
 def stage2_teacher_deploy_net(cfg):
