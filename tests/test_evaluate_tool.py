@@ -161,7 +161,8 @@ def test_plot_top3_tool(inputs):
                      '--indices', '0', '2', '-o', str(png))
     assert done.returncode == 0, done.stdout
     image = cv2.imread(str(png))
-    assert image is not None and image.shape[0] == 2 * 280 and image.std() > 10
+    # Two rows of 280 pixels under the 40-pixel legend.
+    assert image is not None and image.shape[0] == 2 * 280 + 40 and image.std() > 10
     done = _run_tool('plot_top3.py', '--datalist', datalist, '--classes', classes,
                      '--without', scores, '--with', scores, '--indices', '3', '-o', str(png))
     assert done.returncode != 0 and '--indices: 3 is not a row' in done.stdout

@@ -2,10 +2,12 @@
 import json
 
 import cv2
+import matplotlib.colors
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from mlic import caffe_log, evaluation, plots
+from mlic import caffe_log, evaluation, netgen, plots
 
 
 def _fake_log(rng, iterations, start_loss):
@@ -76,13 +78,80 @@ def test_top_k_comparison_png(tmp_path):
     plots.plot_top_k_comparison([images[0], str(image_path)], without, with_kd, targets, names,
                                 str(path))
     figure = _decoded(path)
-    assert figure.shape[:2] == (560, 900)
+    assert figure.shape[:2] == (560 + 40, 900)  # two rows of 2.8 inches and the legend
     assert figure.std() > 10
     # Both correct (green) and wrong (red) labels are drawn.
     assert _colour_pixels(figure, plots.CORRECT_COLOR) > 100
     assert _colour_pixels(figure, plots.WRONG_COLOR) > 100
     with pytest.raises(ValueError, match=r'targets must be \(num_images, num_classes\)'):
         plots.plot_top_k_comparison(images, without, with_kd, targets[:1], names, str(path))
+
+
+def _texts(ax):
+    """{first word of each text of a label column: its colour as #rrggbb}."""
+    return {t.get_text().split()[0]: matplotlib.colors.to_hex(t.get_color())
+            for t in ax.texts[1:]}
+
+
+def test_top_k_ignored_label_has_its_own_colour_and_a_legend_says_which(tmp_path):
+    image = np.full((60, 80, 3), 200, np.uint8)
+    names = ['person', 'dog', 'cat', 'car']
+    targets = np.array([[1, -1, 0, 0]])          # 'dog' is ignored in this image
+    scores = np.array([[0.9, 0.8, 0.7, 0.1]])    # top 3: person, dog, cat
+    figure = plots.top_k_comparison_figure([image], scores, scores, targets, names)
+    try:
+        for column in (1, 2):
+            assert _texts(figure.axes[column]) == {'person': plots.CORRECT_COLOR,
+                                                   'dog': plots.IGNORED_COLOR,
+                                                   'cat': plots.WRONG_COLOR}
+        assert len({plots.CORRECT_COLOR, plots.WRONG_COLOR, plots.IGNORED_COLOR}) == 3
+        legend = figure.legends[0]
+        assert [t.get_text() for t in legend.get_texts()] == [text for _, text in plots.LEGEND]
+        assert [matplotlib.colors.to_hex(h.get_facecolor()) for h in legend.legend_handles] == \
+            [plots.CORRECT_COLOR, plots.WRONG_COLOR, plots.IGNORED_COLOR]
+        assert figure.axes[0].get_xlabel() == 'ground truth: person; ignored: dog'
+    finally:
+        plt.close(figure)
+    path = tmp_path / 'top3.png'
+    plots.plot_top_k_comparison([image], scores, scores, targets, names, str(path))
+    assert _colour_pixels(_decoded(path), plots.IGNORED_COLOR) > 50
+
+
+def _short_run(losses):
+    return caffe_log.parse_log_lines(
+        ['I1121 10:00:00.000000 7 solver.cpp:289] Solving %s' % netgen.net_name(netgen.SMALL,
+                                                                                'wsddn')]
+        + ['I1121 10:00:00.000000 7 solver.cpp:239] Iteration %d, loss = %g' % (10 * i, loss)
+           for i, loss in enumerate(losses)])
+
+
+def test_window_longer_than_the_run_is_clipped_and_the_legend_says_so():
+    losses = [4.0, 3.0, 2.0, 1.0]
+    figure = plots.training_curves_figure([('teacher', _short_run(losses))], window=10)
+    try:
+        smoothed = [line for line in figure.axes[0].lines if 'mean' in line.get_label()]
+        assert len(smoothed) == 1
+        assert smoothed[0].get_label() == ('teacher train (centred mean of 4, the whole run '
+                                           '(shorter than the window of 10))')
+        assert smoothed[0].get_ydata() == pytest.approx(plots.moving_average(losses, 4))
+    finally:
+        plt.close(figure)
+    figure = plots.training_curves_figure([('teacher', _short_run(losses))], window=3)
+    try:
+        labels = [line.get_label() for line in figure.axes[0].lines]
+        assert 'teacher train (centred mean of 3)' in labels
+    finally:
+        plt.close(figure)
+
+
+def test_small_teacher_is_titled_with_its_own_net_name():
+    figure = plots.training_curves_figure([('teacher.log', _short_run([2.0, 1.0]))])
+    try:
+        title = figure.axes[0].get_title()
+    finally:
+        plt.close(figure)
+    assert title == 'teacher.log (net small_wsddn)'
+    assert netgen.net_name(netgen.FULL, 'wsddn') == 'VGG16_wsddn'  # the original's name
 
 
 def _result(rng, quality):

@@ -5,7 +5,8 @@
       --without student_plain.npy --with student_kd.npy --image-root data/coco \
       --indices 0 5 17 -o top3.png
 
-Correct labels are green, wrong ones red; the ground truth is listed under each image.
+Labels in the ground truth are green, others red, ignored ones (-1 in the datalist) grey, as
+the legend says; the ground truth and any ignored label are listed under each image.
 Score files are read as by tools/evaluate.py (probabilities, datalist order or keyed by path).
 """
 import argparse

@@ -20,7 +20,8 @@ def main(argv=None):
     parser.add_argument('--labels', nargs='+', help='one label per log (default: file names)')
     parser.add_argument('--overlay', action='store_true', help='all runs on one panel')
     parser.add_argument('--window', type=int, default=10,
-                        help='logged values averaged for the smoothed curve')
+                        help='logged values averaged for the smoothed curve (a run with fewer '
+                             'is averaged whole, as its legend says)')
     parser.add_argument('--log-y', action='store_true', help='logarithmic loss axis')
     args = parser.parse_args(argv)
     labels = args.labels or [os.path.basename(path) for path in args.logs]

@@ -9,11 +9,16 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from mlic import caffe_log  # noqa: E402
 
 CORRECT_COLOR = '#1a9641'
 WRONG_COLOR = '#d7191c'
+IGNORED_COLOR = '#7f7f7f'  # a label of -1: neither right nor wrong, left out of the metrics
+LEGEND = ((CORRECT_COLOR, 'in the ground truth'), (WRONG_COLOR, 'not in the ground truth'),
+          (IGNORED_COLOR, 'ignored (-1) in the ground truth'))
+LEGEND_HEIGHT = 0.4  # inches above the rows of plot_top_k_comparison
 
 # Columns of the results table: (heading, group in the evaluate() result, metric).
 RESULT_COLUMNS = (('mAP', None, 'mAP'),
@@ -36,14 +41,24 @@ def moving_average(values, window):
     return smoothed
 
 
+def smoothing_label(window, num_values):
+    """(window used, legend text) of the smoothed curve: a window longer than the run is
+    clipped to the run's length, and the legend says so."""
+    if window <= num_values:
+        return window, 'centred mean of %d' % window
+    return num_values, ('centred mean of %d, the whole run (shorter than the window of %d)'
+                        % (num_values, window))
+
+
 def _draw_run(axes, label, parsed, window, color):
     iterations, losses = caffe_log.series(parsed['train'], 'loss')
     if not iterations:
         raise ValueError('run %r has no "Iteration N ..., loss = X" line to plot' % label)
     axes.plot(iterations, losses, color=color, alpha=0.3, linewidth=0.8,
               label='%s train (as logged)' % label)
+    window, smoothing = smoothing_label(window, len(losses))
     axes.plot(iterations, moving_average(losses, window), color=color, linewidth=1.8,
-              label='%s train (centred mean of %d)' % (label, window))
+              label='%s train (%s)' % (label, smoothing))
     tests = [r for r in parsed['test'] if r['weighted_outputs']]
     if tests:
         axes.plot([r['iteration'] for r in tests],
@@ -52,11 +67,22 @@ def _draw_run(axes, label, parsed, window, color):
 
 
 def plot_training_curves(runs, path, overlay=False, window=10, log_y=False):
-    """Loss per iteration of one or more runs, raw (faint) and smoothed (solid), as a PNG.
+    """training_curves_figure written as a PNG."""
+    _save(training_curves_figure(runs, overlay, window, log_y), path)
 
-    runs: list of (label, parsed log from caffe_log.parse_log). One panel per run, or all runs on
-    one panel with overlay=True. Test-net losses (the sum of the weighted loss outputs) are
-    drawn as dots when the log has them.
+
+def _save(figure, path):
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def training_curves_figure(runs, overlay=False, window=10, log_y=False):
+    """Loss per iteration of one or more runs, raw (faint) and smoothed (solid).
+
+    runs: list of (label, parsed log from caffe_log.parse_log). One panel per run, titled with
+    the label and the net's name from the log, or all runs on one panel with overlay=True.
+    Test-net losses (the sum of the weighted loss outputs) are drawn as dots when the log has
+    them.
     """
     if not runs:
         raise ValueError('no runs to plot')
@@ -65,7 +91,11 @@ def plot_training_curves(runs, path, overlay=False, window=10, log_y=False):
     figure, axes = plt.subplots(panels, 1, figsize=(8, 3.2 * panels), squeeze=False)
     for index, (label, parsed) in enumerate(runs):
         ax = axes[0 if overlay else index, 0]
-        _draw_run(ax, label, parsed, window, colors[index % len(colors)])
+        try:
+            _draw_run(ax, label, parsed, window, colors[index % len(colors)])
+        except ValueError:
+            plt.close(figure)
+            raise
         if not overlay:
             ax.set_title(label if parsed['net'] is None else '%s (net %s)' % (label, parsed['net']))
     for ax in axes[:, 0]:
@@ -76,8 +106,7 @@ def plot_training_curves(runs, path, overlay=False, window=10, log_y=False):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
 
 
 def _load_rgb(image):
@@ -93,21 +122,36 @@ def _load_rgb(image):
     return image[:, :, ::-1]
 
 
+def label_color(target):
+    """The colour of a predicted label whose ground truth is `target` (1, 0 or -1)."""
+    if target == 1:
+        return CORRECT_COLOR
+    return IGNORED_COLOR if target == -1 else WRONG_COLOR
+
+
 def _draw_label_list(ax, title, scores, targets, class_names, k):
     ax.axis('off')
     ax.text(0.0, 0.95, title, fontsize=11, fontweight='bold', va='top', transform=ax.transAxes)
     for rank, c in enumerate(np.argsort(-scores, kind='stable')[:k]):
-        color = CORRECT_COLOR if targets[c] == 1 else WRONG_COLOR
+        color = label_color(targets[c])
         ax.text(0.0, 0.75 - 0.18 * rank, '%s  %.2f' % (class_names[c], scores[c]), fontsize=11,
                 color=color, fontweight='bold', va='top', transform=ax.transAxes)
 
 
 def plot_top_k_comparison(images, scores_without, scores_with, targets, class_names, path, k=3,
                           titles=('w/o KD', 'w/ KD')):
+    """top_k_comparison_figure written as a PNG."""
+    _save(top_k_comparison_figure(images, scores_without, scores_with, targets, class_names, k,
+                                  titles), path)
+
+
+def top_k_comparison_figure(images, scores_without, scores_with, targets, class_names, k=3,
+                            titles=('w/o KD', 'w/ KD')):
     """One row per image: the image, then its top-k labels by each model with their scores.
 
-    Labels in the ground truth are green, others red; the ground truth is listed under the
-    image. scores_*: (num_images, C); targets: (num_images, C) in {0, 1, -1}.
+    Labels in the ground truth are green, others red, ignored ones (-1) grey, as the legend
+    says; the ground truth (and any ignored label) is listed under the image.
+    scores_*: (num_images, C); targets: (num_images, C) in {0, 1, -1}.
     """
     scores_without = np.asarray(scores_without, dtype=np.float64)
     scores_with = np.asarray(scores_with, dtype=np.float64)
@@ -120,7 +164,7 @@ def plot_top_k_comparison(images, scores_without, scores_with, targets, class_na
                              % (name, expected, array.shape))
     if not images:
         raise ValueError('no images to show')
-    figure, axes = plt.subplots(len(images), 3, figsize=(9, 2.8 * len(images)), squeeze=False,
+    figure, axes = plt.subplots(len(images), 3, figsize=(9, 2.8 * len(images) + LEGEND_HEIGHT), squeeze=False,
                                 gridspec_kw={'width_ratios': [1.2, 1, 1]})
     for row, image in enumerate(images):
         ax = axes[row, 0]
@@ -128,15 +172,18 @@ def plot_top_k_comparison(images, scores_without, scores_with, targets, class_na
         ax.set_xticks([])
         ax.set_yticks([])
         truth = [class_names[c] for c in np.nonzero(targets[row] == 1)[0]]
-        ax.set_xlabel('ground truth: ' + (', '.join(truth) if truth else '(none)'), fontsize=9,
+        ignored = [class_names[c] for c in np.nonzero(targets[row] == -1)[0]]
+        ax.set_xlabel('ground truth: ' + (', '.join(truth) if truth else '(none)')
+                      + ('; ignored: ' + ', '.join(ignored) if ignored else ''), fontsize=9,
                       wrap=True)
         _draw_label_list(axes[row, 1], titles[0], scores_without[row], targets[row],
                          class_names, k)
         _draw_label_list(axes[row, 2], titles[1], scores_with[row], targets[row],
                          class_names, k)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    figure.tight_layout(rect=(0, 0, 1, 1 - LEGEND_HEIGHT / figure.get_figheight()))
+    figure.legend(handles=[Patch(color=color, label=text) for color, text in LEGEND],
+                  loc='upper center', ncol=len(LEGEND), fontsize=9, frameon=False)
+    return figure
 
 
 def results_table(rows):
