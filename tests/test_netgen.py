@@ -11,7 +11,7 @@ from mlic.paths import ROOT
 from mlic import netgen
 
 # Per layer of the four original prototxts: name, type, bottoms, tops, lr/decay mults,
-# num_output, phase (SPEC 11).
+# num_output, phase (our summary of the released wsddn/ and kd/ prototxts).
 REFERENCE = os.path.join(ROOT, 'tests', 'data', 'original_layers.json')
 
 WSDDN_TRAIN = 'wsddn/wsddn_train.prototxt'
@@ -45,7 +45,7 @@ def teacher_dropout(layer):
     return layer['type'] == 'Dropout' and '_wsd_' in layer['bottom'][0]
 
 
-# Every documented deviation from the original (README.md, "Where we differ from the original"):
+# Every documented deviation from the original (docs/deviations.md):
 # (original prototxts, which layers, change, argument).
 DEVIATIONS = [
     # Our Python data layer (caffe_layers.data_layer.MultiLabelRoIDataLayer) for HumanAttData.
@@ -128,7 +128,7 @@ def test_checked_in_solvers_run_from_the_repository_root():
         assert os.path.isfile(os.path.join(ROOT, solver.net))
         assert os.path.isdir(os.path.dirname(os.path.join(ROOT, solver.snapshot_prefix)))
         assert not solver.HasField('solver_mode')  # CPU by default, `-gpu N` for GPUs
-    assert netgen.FULL['solver']['wsddn']['base_lr'] == 5e-5  # SPEC 7
+    assert netgen.FULL['solver']['wsddn']['base_lr'] == 5e-5  # the authors'
 
 
 @pytest.mark.parametrize('original', ALL)

@@ -6,7 +6,7 @@
 
 Scores: a .npy (num_images, C) array or a text/CSV file with one image per line (optionally
 starting with the image path), in datalist order. Prints mAP and CP/CR/F1-C/OP/OR/F1-O for all
-labels and for the top 3 (SPEC section 8), in percent.
+labels and for the top 3 (docs/original-method.md, "Metrics"), in percent.
 """
 import argparse
 import json

@@ -1,7 +1,8 @@
 """Detection metrics for the WSDDN teacher: per-class NMS, VOC 2007 AP and CorLoc.
 
 Boxes are (x1, y1, x2, y2) in pixels, 0-based and inclusive, so a box covers
-(x2 - x1 + 1) x (y2 - y1 + 1) pixels, as in the VOC devkit and the datalist (SPEC section 2).
+(x2 - x1 + 1) x (y2 - y1 + 1) pixels, as in the VOC devkit and the datalist
+(docs/original-method.md).
 
 Detection inputs, per image i: `boxes[i]` (B_i, 4) and `scores[i]` (B_i, C), e.g. the rows of
 WSDDN's proposal_class_score. Ground truth, per image: a list of

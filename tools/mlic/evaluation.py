@@ -4,7 +4,7 @@ Inputs are `scores`, an (num_images, C) array of probabilities, and `targets`, a
 same shape with 1 (positive), 0 (negative) or -1 (ignore, e.g. a VOC label held only by
 "difficult" objects). Ignored entries take no part in any count.
 
-Conventions (SPEC section 8):
+Conventions (docs/original-method.md, "Metrics"):
 - AP of a class is the non-interpolated average precision: the mean, over the class's positives,
   of the precision at the positive's rank. Images are ranked by descending score. Tied scores form
   one threshold: every positive of a tie group gets the precision measured after the whole group.

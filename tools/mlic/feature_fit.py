@@ -4,8 +4,8 @@ Stage 1's loss alone does not say whether feature-level distillation has transfe
 its scale depends on the features. Two predictors that know nothing of the image give it a
 scale: zero, and the teacher's mean RoI feature over the same proposals. A student whose
 distance to the teacher is above the mean predictor's has learned none of the structure of the
-teacher's features, whatever its loss curve did (on the demo's 64 px student it is, see
-README "Status").
+teacher's features, whatever its loss curve did (on the demo's 64 px student it was, see
+docs/results-history.md).
 """
 import numpy as np
 

@@ -1,4 +1,5 @@
-"""The nets and solvers of MLIC-KD-WSD, generated from one definition (SPEC 5).
+"""The nets and solvers of MLIC-KD-WSD, generated from one definition (the original's nets:
+docs/original-method.md, "The nets").
 
 Every net the project trains or deploys is written by the functions below from a config dict:
 `FULL` mirrors the original (VGG16, 672/224, 500 proposals, 80 classes, its batch sizes), and
@@ -70,8 +71,8 @@ LABEL_LOSS_PARAM = {'ignore_label': int(IGNORE_LABEL)}
 BACKBONE = ((1, 1), (2, 0))
 FROZEN = ((0, 0), (0, 0))
 
-# Solver settings the paper does not give are our choices (README.md, "Where we differ from the original"); the teacher's
-# base_lr is the authors' (SPEC 7).
+# Solver settings the paper does not give are our choices (docs/deviations.md, 11); the teacher's
+# base_lr is the authors' (docs/original-method.md, "The paper's numbers").
 _COMMON_SOLVER = {'lr_policy': 'step', 'gamma': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005,
                   'display': 20, 'average_loss': 20, 'test_initialization': False}
 

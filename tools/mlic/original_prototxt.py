@@ -5,7 +5,7 @@ LayerParameter; stock Caffe cannot read them. Our layers take the same fields as
 `python_param.param_str` (caffe_layers/proto/mlic_layers.proto), and the fork's HumanAttData
 becomes our Python data layer. The text is parsed here with a small reader of the protobuf text
 format (so stock caffe.proto need not know the fork's fields); everything else is copied as it
-is, comments dropped. Layers and settings are not otherwise changed (see README.md, "Where we differ from the original" for
+is, comments dropped. Layers and settings are not otherwise changed (docs/deviations.md says
 what our generated nets change on purpose), but for one addition: every CrossEntropyLoss and
 SigmoidCrossEntropyLoss whose targets are the data layer's labels gets
 `loss_param { ignore_label: -1 }`, as in our generated nets, so that lists with "ignore" labels

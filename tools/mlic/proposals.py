@@ -1,4 +1,5 @@
-"""Object proposals with scores for every image of a datalist (SPEC 2), cached per image.
+"""Object proposals with scores for every image of a datalist (docs/original-method.md), cached
+per image.
 
 Methods (OpenCV contrib, no downloaded model needed):
   'edgeboxes'  EdgeBoxes (cv2.ximgproc) scored by EdgeBoxes itself. Its edge map is the colour

@@ -3,9 +3,9 @@
 Caffe's `-weights` copies layers by name and silently leaves every layer it does not find at
 its filler. The KD nets name the teacher's layers conv_wsd_*, fc_wsd_* (netgen), so a teacher
 .caffemodel given straight to `-weights` fills nothing of the teacher: the original then
-distilled from a random teacher (its stage 1 "gives NaN", SPEC 10). Here every weight layer of
-the target net must be filled from a source, or be one of the layers the recipe initialises from
-fillers on purpose; a missing source layer or a shape mismatch is an error naming both layers.
+distilled from a random teacher (its stage 1 "gives NaN", as users of the original report).
+Here every weight layer of the target net must be filled from a source, or be one of the layers
+the recipe initialises from fillers on purpose; a missing source layer or a shape mismatch is an error naming both layers.
 """
 import collections
 import os
