@@ -14,6 +14,8 @@
 #include "mlic_layers/cross_entropy_loss_layer.hpp"
 #include "mlic_layers/layer_param.hpp"
 
+#include "layer_error.hpp"
+
 namespace caffe {
 
 template <typename TypeParam>
@@ -77,27 +79,6 @@ class CrossEntropyLossLayerTest : public MultiDeviceTest<TypeParam> {
           (1 - y[i]) * std::log(std::max<double>(1 - p[i], 1e-4));
     }
     return sum / prob_->num();
-  }
-
-  void ExpectSetUpError(const LayerParameter& param, const std::string& expected) {
-    CrossEntropyLossLayer<Dtype> layer(param);
-    try {
-      layer.SetUp(bottom_, top_);
-      FAIL() << "expected LayerParamError containing: " << expected;
-    } catch (const LayerParamError& e) {
-      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
-    }
-  }
-
-  void ExpectForwardError(const LayerParameter& param, const std::string& expected) {
-    CrossEntropyLossLayer<Dtype> layer(param);
-    layer.SetUp(bottom_, top_);
-    try {
-      layer.Forward(bottom_, top_);
-      FAIL() << "expected LayerParamError containing: " << expected;
-    } catch (const LayerParamError& e) {
-      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
-    }
   }
 
   Blob<Dtype>* const prob_;
@@ -262,68 +243,66 @@ TYPED_TEST(CrossEntropyLossLayerTest, AcceptsBatchSizeNormalization) {
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsOtherNormalization) {
   LayerParameter param = this->IgnoreParam(-1);
   param.mutable_loss_param()->set_normalization(LossParameter_NormalizationMode_VALID);
-  this->ExpectSetUpError(param, "loss_param.normalization: this loss is always normalised by "
-      "the batch size N");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "loss_param.normalization: this loss is always normalised by "
+      "the batch size N"));
   param.mutable_loss_param()->clear_normalization();
   param.mutable_loss_param()->set_normalize(true);
-  this->ExpectSetUpError(param, "loss_param.normalize: this loss is always normalised");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "loss_param.normalize: this loss is always normalised"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsIgnoreLabelInParamStr) {
-  this->ExpectSetUpError(this->Param("ignore_label: -1"),
-      "python_param.param_str: ignore_label is given as loss_param { ignore_label: -1 }");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("ignore_label: -1"), this->bottom_,
+      this->top_,
+      "python_param.param_str: ignore_label is given as loss_param { ignore_label: -1 }"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetOutsideZeroOne) {
   this->target_->mutable_cpu_data()[6] = 2;
-  this->ExpectForwardError(this->Param(""),
-      "layer \"loss\" (CrossEntropyLoss): bottom[1]: target 2 (image 1, value 1)");
+  EXPECT_TRUE(LayerError(LayerStep::kForward, this->Param(""), this->bottom_, this->top_,
+      "layer \"loss\" (CrossEntropyLoss): bottom[1]: target 2 (image 1, value 1)"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsNegativeTargetWithoutIgnoreLabel) {
   this->target_->mutable_cpu_data()[0] = -1;
-  this->ExpectForwardError(this->Param(""), "give loss_param { ignore_label: -1 }");
+  EXPECT_TRUE(LayerError(LayerStep::kForward, this->Param(""), this->bottom_, this->top_,
+      "give loss_param { ignore_label: -1 }"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetNotEqualToIgnoreLabel) {
   this->target_->mutable_cpu_data()[0] = -2;
-  this->ExpectForwardError(this->IgnoreParam(-1), "nor loss_param.ignore_label -1");
+  EXPECT_TRUE(LayerError(LayerStep::kForward, this->IgnoreParam(-1), this->bottom_, this->top_,
+      "nor loss_param.ignore_label -1"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetsOfAnotherSize) {
   this->target_->Reshape(4, 6, 1, 1);
-  this->ExpectSetUpError(this->Param(""),
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param(""), this->bottom_, this->top_,
       "bottom[1]: the targets (shape 4 6 1 1 (24)) must have as many images and values per "
-      "image as the probabilities bottom[0] (shape 4 1 5 1 (20))");
+      "image as the probabilities bottom[0] (shape 4 1 5 1 (20))"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsTargetsOfAnotherBatch) {
   this->target_->Reshape(2, 10, 1, 1);
-  this->ExpectSetUpError(this->Param(""), "(shape 2 10 1 1 (20))");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param(""), this->bottom_, this->top_,
+      "(shape 2 10 1 1 (20))"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsOneBottom) {
   this->bottom_.pop_back();
-  this->ExpectSetUpError(this->Param(""), "bottom: takes 2 blob(s), got 1");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param(""), this->bottom_, this->top_,
+      "bottom: takes 2 blob(s), got 1"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsUnknownParameter) {
-  this->ExpectSetUpError(this->Param("ignore: 1"), "python_param.param_str");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("ignore: 1"), this->bottom_, this->top_,
+      "python_param.param_str"));
 }
 
 TYPED_TEST(CrossEntropyLossLayerTest, RejectsGradientToTargets) {
-  typedef typename TypeParam::Dtype Dtype;
-  CrossEntropyLossLayer<Dtype> layer(this->Param(""));
-  layer.SetUp(this->bottom_, this->top_);
-  layer.Forward(this->bottom_, this->top_);
-  vector<bool> propagate_down(2, true);
-  try {
-    layer.Backward(this->top_, propagate_down, this->bottom_);
-    FAIL() << "expected LayerParamError";
-  } catch (const LayerParamError& e) {
-    EXPECT_NE(std::string(e.what()).find("propagate_down: cannot back-propagate to the targets"),
-        std::string::npos) << e.what();
-  }
+  EXPECT_TRUE(LayerError(LayerStep::kBackward, this->Param(""), this->bottom_, this->top_,
+      "propagate_down: cannot back-propagate to the targets"));
 }
 
 }  // namespace caffe

@@ -14,6 +14,8 @@
 #include "mlic_layers/interp_layer.hpp"
 #include "mlic_layers/layer_param.hpp"
 
+#include "layer_error.hpp"
+
 namespace caffe {
 
 template <typename TypeParam>
@@ -85,17 +87,6 @@ class InterpLayerTest : public MultiDeviceTest<TypeParam> {
     ExpectResized(crop_beg, crop_end);
     GradientChecker<Dtype> checker(1e-2, 1e-3, 1701);
     checker.CheckGradientExhaustive(&layer, bottom_, top_, 0);
-  }
-
-  void ExpectSetUpError(const std::string& param_str, const std::string& expected) {
-    InterpLayer<Dtype> layer(Param(param_str));
-    try {
-      layer.SetUp(bottom_, top_);
-      FAIL() << "expected LayerParamError containing: " << expected;
-    } catch (const LayerParamError& e) {
-      EXPECT_NE(std::string(e.what()).find("layer \"resize\" (Interp): " + expected),
-          std::string::npos) << e.what();
-    }
   }
 
   Blob<Dtype>* const maps_;
@@ -172,62 +163,74 @@ TYPED_TEST(InterpLayerTest, BackwardRestartsFromZero) {
 }
 
 TYPED_TEST(InterpLayerTest, RejectsPositivePadBeg) {
-  this->ExpectSetUpError("pad_beg: 1 zoom_factor: 2", "pad_beg: must be <= 0");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("pad_beg: 1 zoom_factor: 2"), this->bottom_,
+      this->top_, "layer \"resize\" (Interp): pad_beg: must be <= 0"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsPositivePadEnd) {
-  this->ExpectSetUpError("pad_end: 2 zoom_factor: 2", "pad_end: must be <= 0");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("pad_end: 2 zoom_factor: 2"), this->bottom_,
+      this->top_, "pad_end: must be <= 0"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsHeightWithoutWidth) {
-  this->ExpectSetUpError("height: 4", "width: must be given together with height");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("height: 4"), this->bottom_, this->top_,
+      "width: must be given together with height"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsWidthWithoutHeight) {
-  this->ExpectSetUpError("width: 4", "height: must be given together with width");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("width: 4"), this->bottom_, this->top_,
+      "height: must be given together with width"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsNonPositiveHeight) {
-  this->ExpectSetUpError("height: 0 width: 4", "height: must be positive, got 0");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("height: 0 width: 4"), this->bottom_,
+      this->top_, "height: must be positive, got 0"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsSizeAndFactor) {
-  this->ExpectSetUpError("height: 4 width: 4 zoom_factor: 2",
-      "zoom_factor: cannot be combined with height and width");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("height: 4 width: 4 zoom_factor: 2"),
+      this->bottom_, this->top_, "zoom_factor: cannot be combined with height and width"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsZeroZoomFactor) {
-  this->ExpectSetUpError("zoom_factor: 0", "zoom_factor: must be >= 1, got 0");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("zoom_factor: 0"), this->bottom_,
+      this->top_, "zoom_factor: must be >= 1, got 0"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsZeroShrinkFactor) {
-  this->ExpectSetUpError("shrink_factor: 0", "shrink_factor: must be >= 1, got 0");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("shrink_factor: 0"), this->bottom_,
+      this->top_, "shrink_factor: must be >= 1, got 0"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsNoOutputSize) {
-  this->ExpectSetUpError("pad_beg: -1", "python_param.param_str: no output size");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("pad_beg: -1"), this->bottom_, this->top_,
+      "python_param.param_str: no output size"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsSecondBottomWithSize) {
   this->bottom_.push_back(this->size_);
-  this->ExpectSetUpError("height: 2 width: 2", "bottom: a second bottom sets the output size");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("height: 2 width: 2"), this->bottom_,
+      this->top_, "bottom: a second bottom sets the output size"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsCroppingEverything) {
-  this->ExpectSetUpError("pad_beg: -2 pad_end: -2 zoom_factor: 2",
-      "pad_beg, pad_end: cropping 2 and 2 leaves nothing of the input 2 2 4 5 (80)");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("pad_beg: -2 pad_end: -2 zoom_factor: 2"),
+      this->bottom_, this->top_,
+      "pad_beg, pad_end: cropping 2 and 2 leaves nothing of the input 2 2 4 5 (80)"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsNonImageBottom) {
   vector<int> shape(2, 3);
   this->maps_->Reshape(shape);
-  this->ExpectSetUpError("zoom_factor: 2", "bottom[0]: expects (N, C, H, W) maps, got shape 3 3");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("zoom_factor: 2"), this->bottom_,
+      this->top_, "bottom[0]: expects (N, C, H, W) maps, got shape 3 3"));
 }
 
 TYPED_TEST(InterpLayerTest, RejectsThreeBottoms) {
   this->bottom_.push_back(this->size_);
   this->bottom_.push_back(this->size_);
-  this->ExpectSetUpError("", "bottom: takes 1 to 2 blob(s), got 3");
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param(""), this->bottom_, this->top_,
+      "bottom: takes 1 to 2 blob(s), got 3"));
 }
 
 }  // namespace caffe

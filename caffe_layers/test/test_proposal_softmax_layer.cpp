@@ -12,8 +12,9 @@
 #include "caffe/test/test_gradient_check_util.hpp"
 #include "caffe/util/math_functions.hpp"
 
-#include "mlic_layers/layer_param.hpp"
 #include "mlic_layers/proposal_softmax_layer.hpp"
+
+#include "layer_error.hpp"
 
 namespace caffe {
 
@@ -46,17 +47,6 @@ class ProposalSoftmaxLayerTest : public MultiDeviceTest<TypeParam> {
 
   void Pad(int row) {
     for (int k = 1; k < 6; ++k) rois_->mutable_cpu_data()[6 * row + k] = -1;
-  }
-
-  // Runs SetUp and returns the LayerParamError's message ("" when none was thrown).
-  std::string SetUpError() {
-    ProposalSoftmaxLayer<Dtype> layer(param_);
-    try {
-      layer.SetUp(bottom_, top_);
-    } catch (const LayerParamError& e) {
-      return e.what();
-    }
-    return "";
   }
 
   Blob<Dtype>* const scores_;
@@ -179,37 +169,33 @@ TYPED_TEST(ProposalSoftmaxLayerTest, GradientWithPadding) {
 
 TYPED_TEST(ProposalSoftmaxLayerTest, RejectsRoIRowsNotNTimesB) {
   this->rois_->Reshape(vector<int>{6, 6});
-  const std::string error = this->SetUpError();
-  EXPECT_NE(error.find("layer \"softmax_d\" (ProposalSoftmax): bottom[1]"), std::string::npos)
-      << error;
-  EXPECT_NE(error.find("(8, 6)"), std::string::npos) << error;
-  EXPECT_NE(error.find("6 6 (36)"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "layer \"softmax_d\" (ProposalSoftmax): bottom[1]: expects (N*B, 6) RoI rows = (8, 6) "
+      "for scores of shape 2 4 3 1 (24), got shape 6 6 (36)"));
 }
 
 TYPED_TEST(ProposalSoftmaxLayerTest, RejectsRoIRowsNotSixWide) {
   this->rois_->Reshape(vector<int>{8, 5});
-  const std::string error = this->SetUpError();
-  EXPECT_NE(error.find("(ProposalSoftmax): bottom[1]"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "(ProposalSoftmax): bottom[1]: expects (N*B, 6) RoI rows"));
 }
 
 TYPED_TEST(ProposalSoftmaxLayerTest, RejectsScoresWithoutProposalAxis) {
   this->scores_->Reshape(vector<int>{8});
-  const std::string error = this->SetUpError();
-  EXPECT_NE(error.find("(ProposalSoftmax): bottom[0]"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "(ProposalSoftmax): bottom[0]: expects (N, B, C...) scores"));
 }
 
 TYPED_TEST(ProposalSoftmaxLayerTest, RejectsMissingRoIBottom) {
   this->bottom_.pop_back();
-  const std::string error = this->SetUpError();
-  EXPECT_NE(error.find("(ProposalSoftmax): bottom: takes 2 blob(s), got 1"), std::string::npos)
-      << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "(ProposalSoftmax): bottom: takes 2 blob(s), got 1"));
 }
 
 TYPED_TEST(ProposalSoftmaxLayerTest, RejectsAnyParameter) {
   this->param_.mutable_python_param()->set_param_str("axis: 2");
-  const std::string error = this->SetUpError();
-  EXPECT_NE(error.find("python_param.param_str"), std::string::npos) << error;
-  EXPECT_NE(error.find("axis"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "python_param.param_str: cannot parse \"axis: 2\""));
 }
 
 }  // namespace caffe

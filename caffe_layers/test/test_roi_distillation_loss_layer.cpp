@@ -11,8 +11,9 @@
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
 
-#include "mlic_layers/layer_param.hpp"
 #include "mlic_layers/roi_distillation_loss_layer.hpp"
+
+#include "layer_error.hpp"
 
 namespace caffe {
 
@@ -67,18 +68,6 @@ class RoIDistillationLossLayerTest : public MultiDeviceTest<TypeParam> {
     RoIDistillationLossLayer<Dtype> layer(param_);
     layer.SetUp(bottom_, top_);
     return layer.Forward(bottom_, top_);
-  }
-
-  // Runs SetUp and Forward; returns the LayerParamError's message ("" when none was thrown).
-  std::string Error() {
-    RoIDistillationLossLayer<Dtype> layer(param_);
-    try {
-      layer.SetUp(bottom_, top_);
-      layer.Forward(bottom_, top_);
-    } catch (const LayerParamError& e) {
-      return e.what();
-    }
-    return "";
   }
 
   Blob<Dtype>* const teacher_;
@@ -190,55 +179,48 @@ TYPED_TEST(RoIDistillationLossLayerTest, GradientTeacherWhenAsked) {
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsStudentShapeDifferentFromTeacher) {
   this->student_->Reshape(6, 2, 2, 1);
-  const std::string error = this->Error();
-  EXPECT_NE(error.find("layer \"feat_loss\" (RoIDistillationLoss): bottom[1]"), std::string::npos)
-      << error;
-  EXPECT_NE(error.find("6 2 2 1 (24)"), std::string::npos) << error;
-  EXPECT_NE(error.find("6 2 2 2 (48)"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "layer \"feat_loss\" (RoIDistillationLoss): bottom[1]: student features of shape "
+      "6 2 2 1 (24) differ from the teacher's 6 2 2 2 (48)"));
 }
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsRoIRowsNotMatchingFeatures) {
   this->rois_->Reshape(vector<int>{4, 6});
-  const std::string error = this->Error();
-  EXPECT_NE(error.find("(RoIDistillationLoss): bottom[2]"), std::string::npos) << error;
-  EXPECT_NE(error.find("(6, 6)"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "(RoIDistillationLoss): bottom[2]: expects (N*B, 6) RoI rows = (6, 6)"));
 }
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsRowsNotDividingIntoImages) {
   this->rois_->mutable_cpu_data()[6 * 5] = 3;  // 1 + largest batch index = 4 images of 6 rows
-  const std::string error = this->Error();
-  EXPECT_NE(error.find("(RoIDistillationLoss): bottom[2]: 6 RoI rows cannot be 4 images"),
-            std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kForward, this->param_, this->bottom_, this->top_,
+      "(RoIDistillationLoss): bottom[2]: 6 RoI rows cannot be 4 images"));
 }
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsRowsNotGroupedPerImage) {
   this->rois_->mutable_cpu_data()[6 * 2] = 1;
   this->rois_->mutable_cpu_data()[6 * 3] = 0;
-  const std::string error = this->Error();
-  EXPECT_NE(error.find("bottom[2]: row 2 has batch index 1, expected 0"), std::string::npos)
-      << error;
+  EXPECT_TRUE(LayerError(LayerStep::kForward, this->param_, this->bottom_, this->top_,
+      "bottom[2]: row 2 has batch index 1, expected 0"));
 }
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsNaNScoreWithTopK) {
   typedef typename TypeParam::Dtype Dtype;
   this->rois_->mutable_cpu_data()[6 * 4 + 5] = std::numeric_limits<Dtype>::quiet_NaN();
   this->param_.mutable_python_param()->set_param_str("top_k: 1");
-  const std::string error = this->Error();
-  EXPECT_NE(error.find("bottom[2]: row 4 has score NaN"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kForward, this->param_, this->bottom_, this->top_,
+      "bottom[2]: row 4 has score NaN"));
 }
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsMissingRoIBottom) {
   this->bottom_.pop_back();
-  const std::string error = this->Error();
-  EXPECT_NE(error.find("(RoIDistillationLoss): bottom: takes 3 blob(s), got 2"),
-            std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "(RoIDistillationLoss): bottom: takes 3 blob(s), got 2"));
 }
 
 TYPED_TEST(RoIDistillationLossLayerTest, RejectsNegativeTopK) {
   this->param_.mutable_python_param()->set_param_str("top_k: -1");
-  const std::string error = this->Error();
-  EXPECT_NE(error.find("python_param.param_str"), std::string::npos) << error;
-  EXPECT_NE(error.find("top_k"), std::string::npos) << error;
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->param_, this->bottom_, this->top_,
+      "python_param.param_str: cannot parse \"top_k: -1\""));
 }
 
 }  // namespace caffe

@@ -13,6 +13,8 @@
 #include "mlic_layers/layer_param.hpp"
 #include "mlic_layers/roi_pooling_layer.hpp"
 
+#include "layer_error.hpp"
+
 namespace caffe {
 
 template <typename TypeParam>
@@ -51,18 +53,6 @@ class ROIPoolingLayerTest : public MultiDeviceTest<TypeParam> {
       features_->mutable_cpu_data()[i] = i;
       features_->mutable_cpu_data()[16 + i] = 15 - i;
     }
-  }
-
-  // The what() of the LayerParamError that set-up and one forward pass throw; "" if none.
-  std::string Error(const std::string& param_str) {
-    ROIPoolingLayer<Dtype> layer(Param(param_str));
-    try {
-      layer.SetUp(bottom_, top_);
-      layer.Forward(bottom_, top_);
-    } catch (const LayerParamError& e) {
-      return e.what();
-    }
-    return "";
   }
 
   Blob<Dtype>* const features_;
@@ -192,61 +182,66 @@ TYPED_TEST(ROIPoolingLayerTest, GradientWithScoreFactor) {
 TYPED_TEST(ROIPoolingLayerTest, RejectsMissingOrBadPooledSize) {
   this->SetHandFeatures();
   this->SetRois({{0, 0, 0, 3, 3, 1}});
-  EXPECT_NE(this->Error("pooled_w: 2").find(
-      "layer \"roi_pool\" (ROIPooling): pooled_h: must be > 0, got 0"), std::string::npos);
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 0").find("pooled_w: must be > 0"),
-            std::string::npos);
-  EXPECT_NE(this->Error("pooled_h: -2 pooled_w: 2").find("pooled_h"), std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("pooled_w: 2"), this->bottom_,
+      this->top_, "layer \"roi_pool\" (ROIPooling): pooled_h: must be > 0, got 0"));
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("pooled_h: 2 pooled_w: 0"),
+      this->bottom_, this->top_, "pooled_w: must be > 0"));
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("pooled_h: -2 pooled_w: 2"),
+      this->bottom_, this->top_, "pooled_h"));
 }
 
 TYPED_TEST(ROIPoolingLayerTest, RejectsNonPositiveSpatialScale) {
   this->SetHandFeatures();
   this->SetRois({{0, 0, 0, 3, 3, 1}});
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2 spatial_scale: 0").find(
-      "spatial_scale: must be > 0, got 0"), std::string::npos);
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2 spatial_scale: -0.0625").find(
-      "spatial_scale: must be > 0, got -0.0625"), std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp,
+      this->Param("pooled_h: 2 pooled_w: 2 spatial_scale: 0"), this->bottom_, this->top_,
+      "spatial_scale: must be > 0, got 0"));
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp,
+      this->Param("pooled_h: 2 pooled_w: 2 spatial_scale: -0.0625"), this->bottom_, this->top_,
+      "spatial_scale: must be > 0, got -0.0625"));
 }
 
 TYPED_TEST(ROIPoolingLayerTest, RejectsWrongBlobCounts) {
+  const LayerParameter param = this->Param("pooled_h: 2 pooled_w: 2");
   this->SetHandFeatures();
   this->SetRois({{0, 0, 0, 3, 3, 1}});
   this->bottom_.pop_back();
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find(
-      "bottom: takes 2 blob(s), got 1"), std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "bottom: takes 2 blob(s), got 1"));
   this->bottom_.push_back(this->rois_);
   this->bottom_.push_back(this->rois_);
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find(
-      "bottom: takes 2 blob(s), got 3"), std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "bottom: takes 2 blob(s), got 3"));
   this->bottom_.pop_back();
   this->top_.push_back(this->rois_);
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find(
-      "top: takes 1 blob(s), got 2"), std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "top: takes 1 blob(s), got 2"));
 }
 
 TYPED_TEST(ROIPoolingLayerTest, RejectsBadShapes) {
+  const LayerParameter param = this->Param("pooled_h: 2 pooled_w: 2");
   this->SetHandFeatures();
   this->rois_->Reshape(std::vector<int>{3, 5});
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find("bottom[1]: expects (R, 6)"),
-            std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "bottom[1]: expects (R, 6)"));
   this->SetRois({{0, 0, 0, 3, 3, 1}});
   this->features_->Reshape(std::vector<int>{2, 16, 4});
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find("bottom[0]: expects (N, C, H, W)"),
-            std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "bottom[0]: expects (N, C, H, W)"));
 }
 
 TYPED_TEST(ROIPoolingLayerTest, RejectsBatchIndexOutsideTheBatch) {
+  const LayerParameter param = this->Param("pooled_h: 2 pooled_w: 2");
   this->SetHandFeatures();  // one image
   this->SetRois({{0, 0, 0, 3, 3, 1}, {1, 0, 0, 3, 3, 1}});
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find(
-      "bottom[1]: row 1 has batch index 1, not an image of bottom[0] (0 to 0)"),
-      std::string::npos) << this->Error("pooled_h: 2 pooled_w: 2");
+  EXPECT_TRUE(LayerError(LayerStep::kForward, param, this->bottom_, this->top_,
+      "bottom[1]: row 1 has batch index 1, not an image of bottom[0] (0 to 0)"));
   this->SetRois({{-1, 0, 0, 3, 3, 1}});
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find("row 0 has batch index -1"),
-            std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kForward, param, this->bottom_, this->top_,
+      "row 0 has batch index -1"));
   this->SetRois({{0.5, 0, 0, 3, 3, 1}});
-  EXPECT_NE(this->Error("pooled_h: 2 pooled_w: 2").find("row 0 has batch index 0.5"),
-            std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kForward, param, this->bottom_, this->top_,
+      "row 0 has batch index 0.5"));
 }
 
 }  // namespace caffe

@@ -1,3 +1,4 @@
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -7,8 +8,9 @@
 #include "caffe/filler.hpp"
 #include "caffe/test/test_caffe_main.hpp"
 
-#include "mlic_layers/layer_param.hpp"
 #include "mlic_layers/wsd_roigen_layer.hpp"
+
+#include "layer_error.hpp"
 
 namespace caffe {
 
@@ -29,6 +31,14 @@ class WsdRoigenLayerTest : public MultiDeviceTest<TypeParam> {
     top_.push_back(rois_);
   }
   virtual ~WsdRoigenLayerTest() { delete lists_; delete rois_; }
+
+  LayerParameter Param(const std::string& param_str) {
+    LayerParameter param;
+    param.set_name("roi");
+    param.set_type("WsdRoigen");
+    param.mutable_python_param()->set_param_str(param_str);
+    return param;
+  }
 
   Blob<Dtype>* const lists_;
   Blob<Dtype>* const rois_;
@@ -61,34 +71,15 @@ TYPED_TEST(WsdRoigenLayerTest, RowsCarryBatchIndexAndProposal) {
 }
 
 TYPED_TEST(WsdRoigenLayerTest, RejectsListsNotMultipleOfFive) {
-  typedef typename TypeParam::Dtype Dtype;
   this->lists_->Reshape(2, 7, 1, 1);
-  LayerParameter param;
-  param.set_name("roi");
-  param.set_type("WsdRoigen");
-  WsdRoigenLayer<Dtype> layer(param);
-  try {
-    layer.SetUp(this->bottom_, this->top_);
-    FAIL() << "expected LayerParamError";
-  } catch (const LayerParamError& e) {
-    EXPECT_NE(std::string(e.what()).find("layer \"roi\" (WsdRoigen): bottom[0]"), std::string::npos)
-        << e.what();
-  }
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param(""), this->bottom_, this->top_,
+      "layer \"roi\" (WsdRoigen): bottom[0]: expects (N, 5*B) proposal lists, got shape "
+      "2 7 1 1 (14)"));
 }
 
 TYPED_TEST(WsdRoigenLayerTest, RejectsUnknownParameter) {
-  typedef typename TypeParam::Dtype Dtype;
-  LayerParameter param;
-  param.set_name("roi");
-  param.set_type("WsdRoigen");
-  param.mutable_python_param()->set_param_str("roi_num: 5");
-  WsdRoigenLayer<Dtype> layer(param);
-  try {
-    layer.SetUp(this->bottom_, this->top_);
-    FAIL() << "expected LayerParamError";
-  } catch (const LayerParamError& e) {
-    EXPECT_NE(std::string(e.what()).find("roi_num"), std::string::npos) << e.what();
-  }
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("roi_num: 5"), this->bottom_,
+      this->top_, "python_param.param_str: cannot parse \"roi_num: 5\""));
 }
 
 }  // namespace caffe

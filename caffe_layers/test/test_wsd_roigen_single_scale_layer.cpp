@@ -8,8 +8,9 @@
 #include "caffe/common.hpp"
 #include "caffe/test/test_caffe_main.hpp"
 
-#include "mlic_layers/layer_param.hpp"
 #include "mlic_layers/wsd_roigen_single_scale_layer.hpp"
+
+#include "layer_error.hpp"
 
 namespace caffe {
 
@@ -45,16 +46,6 @@ class WsdRoigenSingleScaleLayerTest : public MultiDeviceTest<TypeParam> {
             << "row " << r << " column " << k;
       }
     }
-  }
-
-  std::string Error(const std::string& param_str) {
-    WsdRoigenSingleScaleLayer<Dtype> layer(Param(param_str));
-    try {
-      layer.SetUp(bottom_, top_);
-    } catch (const LayerParamError& e) {
-      return e.what();
-    }
-    return "";
   }
 
   Blob<Dtype>* const lists_;
@@ -107,30 +98,30 @@ TYPED_TEST(WsdRoigenSingleScaleLayerTest, ImageBottomGivesTheOriginPerAxis) {
 }
 
 TYPED_TEST(WsdRoigenSingleScaleLayerTest, RejectsMissingOrNonPositiveScales) {
-  EXPECT_NE(this->Error("origin_scale: 672").find(
-      "layer \"roi_224\" (WsdRoigenSingleScale): single_scale: must be set and > 0, got 0"),
-      std::string::npos);
-  EXPECT_NE(this->Error("single_scale: -224 origin_scale: 672").find(
-      "single_scale: must be set and > 0, got -224"), std::string::npos);
-  EXPECT_NE(this->Error("single_scale: 224").find(
-      "origin_scale: must be set and > 0 without an image bottom, got 0"), std::string::npos);
-  EXPECT_NE(this->Error("single_scale: 224 origin_scale: 0").find("origin_scale"),
-            std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("origin_scale: 672"), this->bottom_,
+      this->top_,
+      "layer \"roi_224\" (WsdRoigenSingleScale): single_scale: must be set and > 0, got 0"));
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("single_scale: -224 origin_scale: 672"),
+      this->bottom_, this->top_, "single_scale: must be set and > 0, got -224"));
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("single_scale: 224"), this->bottom_,
+      this->top_, "origin_scale: must be set and > 0 without an image bottom, got 0"));
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, this->Param("single_scale: 224 origin_scale: 0"),
+      this->bottom_, this->top_, "origin_scale: must be set and > 0"));
 }
 
 TYPED_TEST(WsdRoigenSingleScaleLayerTest, RejectsBadBottoms) {
-  const std::string param = "single_scale: 224 origin_scale: 672";
+  const LayerParameter param = this->Param("single_scale: 224 origin_scale: 672");
   this->image_->Reshape(3, 3, 6, 12);  // three images for two proposal lists
   this->bottom_.push_back(this->image_);
-  EXPECT_NE(this->Error(param).find(
-      "bottom[1]: expects the (N, C, H, W) image of the 2 proposal lists, got shape 3 3 6 12"),
-      std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "bottom[1]: expects the (N, C, H, W) image of the 2 proposal lists, got shape 3 3 6 12"));
   this->bottom_.push_back(this->image_);
-  EXPECT_NE(this->Error(param).find("bottom: takes 1 to 2 blob(s), got 3"), std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "bottom: takes 1 to 2 blob(s), got 3"));
   this->bottom_.resize(1);
   this->lists_->Reshape(2, 12, 1, 1);
-  EXPECT_NE(this->Error(param).find("bottom[0]: expects (N, 5*B) proposal lists"),
-            std::string::npos);
+  EXPECT_TRUE(LayerError(LayerStep::kSetUp, param, this->bottom_, this->top_,
+      "bottom[0]: expects (N, 5*B) proposal lists"));
 }
 
 }  // namespace caffe
