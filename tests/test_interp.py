@@ -1,4 +1,5 @@
-"""Interp through pycaffe against a NumPy reference written from SPEC section 4 / DeepLab.
+"""Interp through pycaffe against a NumPy reference written from DeepLab's definition
+(docs/original-method.md, "The layers").
 
 The input is cropped by the non-positive pads, then resized with corner-aligned linear
 interpolation along each axis: output i samples input i * (in - 1) / (out - 1) (0 when
@@ -150,18 +151,3 @@ def test_student_resize_672_to_224(caffe, tmp_path):
     np.testing.assert_allclose(out, reference_forward(x, 224, 224), rtol=0, atol=0.03)
     np.testing.assert_array_equal(out[..., 0, 0], x[..., 0, 0])
     np.testing.assert_allclose(out[..., -1, -1], x[..., -1, -1], rtol=1e-5)
-
-
-@pytest.mark.parametrize('param_str, message', [
-    ('pad_beg: 1 zoom_factor: 2', r'pad_beg: must be <= 0'),
-    ('height: 3', r'width: must be given together with height'),
-    ('height: 3 width: 3 shrink_factor: 2', r'shrink_factor: cannot be combined'),
-    ('zoom_factor: 0', r'zoom_factor: must be >= 1'),
-    ('', r'python_param.param_str: no output size'),
-    ('pad_beg: -3 pad_end: -3 zoom_factor: 2', r'pad_beg, pad_end: cropping 3 and 3 leaves '
-                                                r'nothing of the input 1 1 6 6'),
-    ('size: 3', r'python_param.param_str: cannot parse'),
-])
-def test_bad_settings_are_errors_naming_layer_and_field(caffe, tmp_path, param_str, message):
-    with pytest.raises(RuntimeError, match=r'layer "resize" \(Interp\): ' + message):
-        make_net(caffe, tmp_path, (1, 1, 6, 6), param_str)

@@ -44,6 +44,44 @@ def test_bad_param_str_is_a_python_error_naming_layer_and_field(caffe, tmp_path)
         caffe.Net(str(net_file), caffe.TEST)
 
 
+# Each layer's own messages are tested once, in its gtest suite (caffe_layers/test/); these
+# tests check that an error raised at set-up, forward or backward reaches Python, as a
+# RuntimeError naming the layer, and leaves the interpreter usable.
+def test_error_in_forward_is_a_python_error_naming_the_layer(caffe, tmp_path):
+    net_file = tmp_path / 'net.prototxt'
+    net_file.write_text(textwrap.dedent('''
+        layer { name: "f" type: "Input" top: "features"
+                input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+        layer { name: "r" type: "Input" top: "rois" input_param { shape { dim: 1 dim: 6 } } }
+        layer { name: "my_pool" type: "ROIPooling" bottom: "features" bottom: "rois" top: "pooled"
+                python_param { param_str: "pooled_h: 2 pooled_w: 2" } }
+    '''))
+    net = caffe.Net(str(net_file), caffe.TEST)
+    net.blobs['rois'].data[...] = [[3, 0, 0, 3, 3, 1]]  # image 3 of a batch of one
+    with pytest.raises(RuntimeError, match=r'layer "my_pool" \(ROIPooling\): bottom\[1\]: '):
+        net.forward()
+    net.blobs['rois'].data[...] = [[0, 0, 0, 3, 3, 1]]
+    net.forward()  # the same net runs once its input is right
+
+
+def test_error_in_backward_is_a_python_error_naming_the_layer(caffe, tmp_path):
+    net_file = tmp_path / 'net.prototxt'
+    net_file.write_text(textwrap.dedent('''
+        force_backward: true
+        layer { name: "p" type: "Input" top: "prob"
+                input_param { shape { dim: 2 dim: 1 dim: 3 dim: 1 } } }
+        layer { name: "y" type: "Input" top: "labels" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "my_loss" type: "CrossEntropyLoss" bottom: "prob" bottom: "labels"
+                top: "loss" propagate_down: true propagate_down: true }
+    '''))
+    net = caffe.Net(str(net_file), caffe.TRAIN)
+    net.blobs['prob'].data[...] = 0.5
+    net.forward()
+    with pytest.raises(RuntimeError, match=r'layer "my_loss" \(CrossEntropyLoss\): '
+                                           r'propagate_down: '):
+        net.backward()
+
+
 def test_stale_plugin_is_reported_with_path_and_fix(tmp_path, monkeypatch):
     """A plugin older than one of its sources is refused, naming both and the fix."""
     import caffe_layers

@@ -128,20 +128,6 @@ def test_without_padding_equals_stock_softmax_over_axis_1(caffe, tmp_path):
     np.testing.assert_allclose(ours, net.blobs['scores'].diff, rtol=1e-4, atol=1e-7)
 
 
-def test_roi_rows_not_matching_scores_name_layer_and_shapes(caffe, tmp_path):
-    net_file = tmp_path / 'net.prototxt'
-    net_file.write_text(textwrap.dedent('''
-        layer { name: "in" type: "Input" top: "scores" top: "rois"
-                input_param { shape { dim: 2 dim: 4 dim: 3 dim: 1 } shape { dim: 6 dim: 6 } } }
-        layer { name: "softmax_d" type: "ProposalSoftmax" bottom: "scores" bottom: "rois"
-                top: "prob" }
-    '''))
-    with pytest.raises(RuntimeError,
-                       match=r'layer "softmax_d" \(ProposalSoftmax\): bottom\[1\].*\(8, 6\).*'
-                             r'2 4 3 1 \(24\).*6 6 \(36\)'):
-        caffe.Net(str(net_file), caffe.TEST)
-
-
 def test_tied_scores_share_the_probability_equally(caffe, tmp_path):
     net = make_net(caffe, tmp_path, 1, 4, 2)
     scores = np.full((1, 4, 2, 1), 3.5, dtype=np.float32)

@@ -1,4 +1,5 @@
-"""ROIPooling through pycaffe against a NumPy reference written from SPEC section 4."""
+"""ROIPooling through pycaffe against a NumPy reference written from its definition
+(docs/original-method.md, "The layers")."""
 import textwrap
 
 import numpy as np
@@ -218,22 +219,3 @@ def test_mirrored_boxes_at_conv5_scale(caffe, tmp_path):
     rois = boxes_inside(rng, 12, 96, 96)
     check_against_reference(caffe, tmp_path, features, rois, 3, 3, 0.0625, 10, 1)
     check_against_reference(caffe, tmp_path, features, mirror(rois, 96), 3, 3, 0.0625, 10, 1)
-
-
-def test_batch_index_outside_the_batch_is_an_error_naming_the_row(caffe, tmp_path):
-    net = roi_pool_net(caffe, tmp_path, (2, 1, 4, 4), 3, 'pooled_h: 2 pooled_w: 2')
-    net.blobs['rois'].data[...] = [[0, 0, 0, 3, 3, 1], [1, 0, 0, 3, 3, 1], [2, 0, 0, 3, 3, 1]]
-    with pytest.raises(RuntimeError, match=r'layer "roi_pool" \(ROIPooling\): bottom\[1\]: '
-                                           r'row 2 has batch index 2'):
-        net.forward()
-
-
-@pytest.mark.parametrize('param_str, message', [
-    ('pooled_w: 2', r'pooled_h: must be > 0, got 0'),
-    ('pooled_h: 2', r'pooled_w: must be > 0, got 0'),
-    ('pooled_h: 2 pooled_w: 2 spatial_scale: -1', r'spatial_scale: must be > 0, got -1'),
-    ('pooled_h: 2 pooled_w: 2 spatial_sclae: 1', r'spatial_sclae'),
-])
-def test_bad_parameters_are_errors_naming_the_field(caffe, tmp_path, param_str, message):
-    with pytest.raises(RuntimeError, match=r'layer "roi_pool" \(ROIPooling\): .*' + message):
-        roi_pool_net(caffe, tmp_path, (1, 1, 4, 4), 1, param_str)

@@ -113,17 +113,3 @@ def test_feeds_roi_pooling_as_in_stage_one(caffe, tmp_path):
     rois = roigen_single_scale_reference(lists, 224, 672, 672)
     expected, _ = roi_pool_reference(features, rois, 7, 7, 0.0625)
     np.testing.assert_allclose(net.blobs['pool5'].data, expected, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize('param_str, image_shape, message', [
-    ('origin_scale: 672', None, r'single_scale: must be set and > 0, got 0'),
-    ('single_scale: 224', None, r'origin_scale: must be set and > 0 without an image bottom'),
-    ('single_scale: 224 origin_scale: -672', None, r'origin_scale: must be set and > 0'),
-    ('single_scale: 224', (3, 3, 672, 672), r'bottom\[1\]: expects the \(N, C, H, W\) image'),
-    ('single_scale: 224 scale: 2', None, r'scale'),
-])
-def test_bad_settings_are_errors_naming_the_field(caffe, tmp_path, param_str, image_shape,
-                                                  message):
-    with pytest.raises(RuntimeError,
-                       match=r'layer "roi_224" \(WsdRoigenSingleScale\): .*' + message):
-        roigen_net(caffe, tmp_path, (2, 10), param_str, image_shape)
