@@ -3,7 +3,7 @@
 PYTHON := .venv/bin/python
 SETUP := bash tools/setup/setup.sh
 
-.PHONY: setup plugin demo test test-cpp test-py bench gpu-check clean
+.PHONY: setup plugin demo test test-fast test-cpp test-py bench gpu-check clean
 
 setup:
 	$(SETUP) all
@@ -16,6 +16,11 @@ demo: setup
 
 test: setup
 	$(MAKE) --no-print-directory test-cpp test-py
+
+# The fast tier: the layers' gtest suite and every pytest test not marked e2e (pytest.ini).
+test-fast: setup
+	$(MAKE) --no-print-directory test-cpp
+	$(PYTHON) -m pytest tests -m 'not e2e' $(PYTEST_ARGS)
 
 test-cpp:
 	ctest --test-dir build/plugin --output-on-failure -j 2

@@ -8,8 +8,12 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from mlic.paths import ROOT
+
+# The quick demo trains every net of the method through the caffe tool.
+pytestmark = pytest.mark.e2e
 
 DEMO = os.path.join(ROOT, 'tools', 'demo.py')
 # The quick demo adds the classic baselines and trains under the equal budget.

@@ -85,6 +85,7 @@ def check_table(folder):
     return (folder / 'results.md').read_text()
 
 
+@pytest.mark.e2e  # trains every net of the method
 def test_whole_method_on_user_datalists_then_a_rerun_redoes_nothing(user_data, tmp_path,
                                                                       capfd):
     config = write_config(tmp_path / 'my.toml', user_data)
@@ -144,6 +145,7 @@ def fake_imagenet_model(cfg, path, tmp_path):
     return {name: blobs[0].data.copy() for name, blobs in net.params.items()}
 
 
+@pytest.mark.e2e  # trains every net of the method
 def test_without_boxes_the_report_says_so_and_init_weights_start_the_nets(user_data, tmp_path,
                                                                            caffe, capfd):
     config = write_config(tmp_path / 'my.toml', user_data, boxes=False)
