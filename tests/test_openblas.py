@@ -35,7 +35,18 @@ def test_cpu_flags_reads_the_first_processor(tmp_path):
     assert openblas.cpu_flags(str(tmp_path / 'missing')) == set()
 
 
-def test_apply_sets_the_recorded_core_unless_the_user_set_one(tmp_path, monkeypatch):
+@pytest.fixture
+def environ():
+    """os.environ restored after the test, after monkeypatch's own undo (ask for it before
+    monkeypatch): apply() sets OPENBLAS_CORETYPE itself, and a value left behind gives later
+    tests' subprocesses other kernels than their parent process."""
+    saved = dict(os.environ)
+    yield os.environ
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_apply_sets_the_recorded_core_unless_the_user_set_one(tmp_path, environ, monkeypatch):
     monkeypatch.delenv(openblas.VARIABLE, raising=False)
     openblas.apply(str(tmp_path), AVX2)  # no file: nothing set
     assert openblas.VARIABLE not in os.environ
@@ -49,7 +60,7 @@ def test_apply_sets_the_recorded_core_unless_the_user_set_one(tmp_path, monkeypa
     assert openblas.recorded(str(tmp_path)) is None
 
 
-def test_apply_skips_a_core_this_cpu_cannot_run(tmp_path, monkeypatch):
+def test_apply_skips_a_core_this_cpu_cannot_run(tmp_path, environ, monkeypatch):
     """A build folder made on an AVX-512 machine, used on an AVX2 one: OpenBLAS keeps its own."""
     monkeypatch.delenv(openblas.VARIABLE, raising=False)
     (tmp_path / openblas.ENV_FILE).write_text(openblas.env_text('SkylakeX'))
