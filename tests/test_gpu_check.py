@@ -31,6 +31,7 @@ def test_the_check_says_there_is_no_gpu_and_fails(tmp_path):
 
 
 @no_gpu
+@pytest.mark.e2e  # runs pytest itself, twice
 def test_the_gpu_tests_fail_without_a_gpu_and_the_normal_suite_leaves_them_out(tmp_path):
     named = subprocess.run([PYTHON, '-m', 'pytest', os.path.join(ROOT, 'tests', 'gpu'), '-q',
                             '-p', 'no:cacheprovider', '-x'], cwd=ROOT, stdout=subprocess.PIPE,
@@ -54,6 +55,7 @@ def test_nvidia_smi_answers_are_read():
         gpu_check.parse_gpus('No devices were found')
 
 
+@pytest.mark.e2e  # runs net_time, a pytest test and ctest for real results
 def test_the_summary_table_from_real_results(tmp_path):
     results = str(tmp_path / 'results.jsonl')
     timing = str(tmp_path / 'time.json')

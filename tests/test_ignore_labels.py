@@ -224,6 +224,7 @@ def train(voc_style, kind, weights=None):
     return model
 
 
+@pytest.mark.e2e  # trains the teacher and every student with caffe train
 def test_voc_style_list_with_ignore_labels_trains_the_teacher_and_every_student(voc_style):
     paths, root = voc_style['paths'], voc_style['root']
     teacher = train(voc_style, 'wsddn')
