@@ -15,6 +15,9 @@ from conftest import run_caffe_tool
 from mlic.paths import ROOT
 from mlic import datalist, netgen, trainer
 
+# Each test trains small nets through pycaffe and, to compare, through caffe train.
+pytestmark = pytest.mark.e2e
+
 ITERATIONS = 6
 TRAIN_TOOL = os.path.join(ROOT, 'tools', 'train.py')
 PYTHON = sys.executable
