@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 DOCS = ['README.md'] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(
     os.path.join(ROOT, 'docs', '*.md')))
