@@ -68,11 +68,78 @@ def test_voc_difficult_only_classes_are_ignored(tmp_path):
     assert (image['width'], image['height']) == (40, 30)
 
 
-def test_voc_unknown_class_names_the_file(tmp_path):
+def test_voc_class_not_in_the_given_list_names_the_file(tmp_path):
     root = str(tmp_path / 'VOC2007')
     make_voc(root, {'000007': [voc_object('unicorn', (1, 1, 5, 5))]})
-    with pytest.raises(ValueError, match=r'000007\.xml.*unicorn'):
-        converters.voc_entries(root, 'trainval')
+    with pytest.raises(ValueError, match=r'000007\.xml.*unicorn.*not in the given class list'):
+        converters.voc_entries(root, 'trainval', classes=['person', 'dog'])
+
+
+def write_voc_xml(root, image_id, objects, filename=None):
+    with open(os.path.join(root, 'Annotations', image_id + '.xml'), 'w') as f:
+        f.write('<annotation>%s<size><width>40</width><height>30</height><depth>3</depth>'
+                '</size>%s</annotation>'
+                % ('<filename>%s</filename>' % filename if filename else '',
+                   ''.join(objects)))
+
+
+def test_voc_own_classes_from_the_annotations_sorted_with_a_note(tmp_path, capsys):
+    root = str(tmp_path / 'shapes')
+    make_voc(root, {'a': [voc_object('square', (1, 1, 10, 10))],
+                    'b': [voc_object('circle', (1, 1, 10, 10)),
+                          voc_object('triangle', (2, 2, 9, 9), difficult=1)],
+                    'c': [voc_object('traffic light', (3, 3, 8, 8))]})
+    out = str(tmp_path / 'own.txt')
+    make_datalist.main(['voc', '--root', root, out])
+    classes = ['circle', 'square', 'traffic_light', 'triangle']
+    assert open(out + '.classes').read().split() == classes
+    assert [[int(v) for v in line[1:]] for line in read_lines(out)] == [
+        [0, 1, 0, 0], [1, 0, 0, -1], [0, 0, 1, 0]]
+    note = capsys.readouterr().out
+    assert 'sorted: circle, square, traffic_light, triangle' in note
+    assert '--classes %s.classes' % out in note
+
+
+def test_voc_classes_file_sets_the_order_and_may_hold_unseen_classes(tmp_path):
+    root = str(tmp_path / 'shapes')
+    make_voc(root, {'a': [voc_object('square', (1, 1, 10, 10))],
+                    'b': [voc_object('circle', (1, 1, 10, 10))]})
+    class_file = str(tmp_path / 'classes.txt')
+    with open(class_file, 'w') as f:
+        f.write('square\nstar\ncircle\n')
+    out = str(tmp_path / 'own.txt')
+    make_datalist.main(['voc', '--root', root, '--classes', class_file, out])
+    assert open(out + '.classes').read().split() == ['square', 'star', 'circle']
+    assert [[int(v) for v in line[1:]] for line in read_lines(out)] == [[1, 0, 0], [0, 0, 1]]
+
+
+def test_voc_subset_of_pascal_names_keeps_the_20_voc_columns(tmp_path):
+    root = str(tmp_path / 'VOC2007')
+    make_voc(root, {'000001': [voc_object('dog', (1, 1, 10, 10))]})
+    classes, entries = converters.voc_entries(root, 'trainval')
+    assert classes == list(converters.VOC_CLASSES)
+    assert entries[0].labels[converters.VOC_CLASSES.index('dog')] == 1
+
+
+def test_voc_image_file_from_the_annotation_filename(tmp_path):
+    root = str(tmp_path / 'export')
+    make_voc(root, {'img1': [voc_object('circle', (1, 1, 10, 10))],
+                    'img2': [voc_object('circle', (1, 1, 10, 10))]})
+    # A labelling tool's export: the image keeps its own name and extension.
+    write_voc_xml(root, 'img1', [voc_object('circle', (1, 1, 10, 10))], filename='photo_1.png')
+    write_image(os.path.join(root, 'JPEGImages', 'photo_1.png'))
+    classes, entries = converters.voc_entries(root, 'trainval', path_prefix='')
+    assert [e.image for e in entries] == ['photo_1.png', 'img2.jpg']
+    assert entries[0].file == os.path.join(os.path.abspath(root), 'JPEGImages', 'photo_1.png')
+    assert all(os.path.isfile(e.file) for e in entries)
+
+
+def test_voc_missing_split_list_is_a_clear_error(tmp_path):
+    root = str(tmp_path / 'VOC2007')
+    make_voc(root, {'000001': [voc_object('dog', (1, 1, 10, 10))]})
+    with pytest.raises(SystemExit, match=r'ImageSets/Main/test\.txt.*split \'test\''):
+        make_datalist.main(['voc', '--root', root, '--split', 'test',
+                            str(tmp_path / 'out.txt')])
 
 
 def make_coco(tmp_path):

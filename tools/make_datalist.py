@@ -5,6 +5,7 @@ JSON. Then `tools/compute_proposals.py OUT FINAL` adds the proposals; or pass --
 to do both in one go.
 
   make_datalist.py voc     --root VOCdevkit/VOC2007 --split trainval OUT
+  make_datalist.py voc     --root my_voc_export --split train --classes classes.txt OUT
   make_datalist.py coco    --annotations instances_val2014.json --images val2014 OUT
   make_datalist.py nuswide --root NUS-WIDE --images Flickr --split train OUT
   make_datalist.py csv     --csv labels.csv --images photos OUT
@@ -16,13 +17,30 @@ from mlic import converters
 from mlic.proposal_options import add_proposal_arguments, run_proposals
 
 
+def voc_order_note(classes, out):
+    if classes == list(converters.VOC_CLASSES):
+        return ('note: every class name is a PASCAL VOC class: the 20 VOC classes in VOC\'s '
+                'order (pass --classes FILE for another order)')
+    return ('note: class order taken from the annotations, sorted: %s. Convert every split '
+            'with the same order: pass --classes %s to the other splits (their names may '
+            'differ)' % (', '.join(classes), converters.classes_path(out)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='dataset', required=True)
-    voc = commands.add_parser('voc', help='PASCAL VOC (20 classes, VOC order)')
-    voc.add_argument('--root', required=True, help='e.g. VOCdevkit/VOC2007')
+    voc = commands.add_parser(
+        'voc', help='a VOC-format folder: PASCAL VOC (20 classes, VOC order) or your own '
+                    'classes')
+    voc.add_argument('--root', required=True,
+                     help='folder with Annotations/, ImageSets/Main/ and JPEGImages/, e.g. '
+                          'VOCdevkit/VOC2007')
     voc.add_argument('--split', default='trainval', help='ImageSets/Main/<split>.txt')
+    voc.add_argument('--classes', help='class order, one name per line (default: PASCAL '
+                                       'VOC\'s 20 classes when every name is one of them, '
+                                       'else the names in the annotations, sorted; give the '
+                                       'same file to every split so that columns agree)')
     coco = commands.add_parser('coco', help='MS-COCO instances JSON (classes by ascending id)')
     coco.add_argument('--annotations', required=True, help='instances_<split>2014.json')
     coco.add_argument('--images', required=True, help='folder of the split\'s images')
@@ -56,7 +74,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.dataset == 'voc':
-            classes, entries = converters.voc_entries(args.root, args.split, args.path_prefix)
+            given = converters.read_classes(args.classes) if args.classes else None
+            classes, entries = converters.voc_entries(args.root, args.split, args.path_prefix,
+                                                      given)
+            if given is None:
+                print(voc_order_note(classes, args.out))
         elif args.dataset == 'coco':
             classes, entries = converters.coco_entries(args.annotations, args.images,
                                                        args.path_prefix, args.keep_unlabelled)

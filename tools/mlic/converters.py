@@ -112,22 +112,65 @@ def keep_existing(entries, skip_missing):
     return kept
 
 
-# ---------------------------------------------------------------- PASCAL VOC 2007
-def voc_entries(voc_root, split, path_prefix=None):
-    """VOC (e.g. VOCdevkit/VOC2007): images of ImageSets/Main/<split>.txt, 20 classes in VOC's
-    order. A class whose every instance in the image is "difficult" gets label -1."""
+# ---------------------------------------------------------------- PASCAL VOC format
+def voc_entries(voc_root, split, path_prefix=None, classes=None):
+    """A VOC-format folder (VOCdevkit/VOC2007, or a labelling tool's VOC export): the images of
+    ImageSets/Main/<split>.txt, with Annotations/<id>.xml and the image JPEGImages/<filename>
+    (the annotation's <filename>; <id>.jpg when it has none).
+
+    Class order: `classes` when given (an annotation naming another class is an error); else
+    PASCAL VOC's 20 classes in VOC's order when every name found is one of them (a real VOC
+    folder keeps VOC's label columns whichever classes its split happens to hold); else the
+    names found, sorted. Names are made one word as COCO's ("traffic light" -> traffic_light).
+    A class whose every instance in the image is "difficult" gets
+    label -1."""
     list_path = os.path.join(voc_root, 'ImageSets', 'Main', split + '.txt')
-    with open(list_path) as f:
-        ids = [line.split()[0] for line in f if line.strip()]
+    try:
+        with open(list_path) as f:
+            ids = [line.split()[0] for line in f if line.strip()]
+    except OSError as error:
+        raise ValueError('%s: cannot read the image list of split %r: %s'
+                         % (list_path, split, error.strerror or error))
+    if not ids:
+        raise ValueError('%s: no image ids' % list_path)
+    annotations = [_read_voc_xml(os.path.join(voc_root, 'Annotations', image_id + '.xml'))
+                   for image_id in ids]
+    classes = voc_class_order(annotations, classes)
     entries = []
-    for image_id in ids:
-        xml_path = os.path.join(voc_root, 'Annotations', image_id + '.xml')
-        labels, width, height, boxes, box_classes, difficult = _read_voc_xml(xml_path)
-        image, file = _datalist_image(os.path.join(voc_root, 'JPEGImages'), image_id + '.jpg',
+    for image_id, annotation in zip(ids, annotations):
+        filename = annotation['filename'] or image_id + '.jpg'
+        image, file = _datalist_image(os.path.join(voc_root, 'JPEGImages'), filename,
                                       path_prefix)
-        entries.append(Entry(image, labels, file, width, height, boxes, box_classes,
-                             difficult))
-    return list(VOC_CLASSES), entries
+        labels = [0] * len(classes)
+        box_classes = []
+        for name, hard in zip(annotation['names'], annotation['difficult']):
+            k = classes.index(name)
+            box_classes.append(k)
+            if not hard:
+                labels[k] = 1
+            elif labels[k] == 0:
+                labels[k] = -1
+        entries.append(Entry(image, labels, file, annotation['width'], annotation['height'],
+                             annotation['boxes'], box_classes, annotation['difficult']))
+    return classes, entries
+
+
+def voc_class_order(annotations, classes=None):
+    """The class list of voc_entries (see there) from its parsed annotations."""
+    found = sorted({name for a in annotations for name in a['names']})
+    if classes is not None:
+        classes = list(classes)
+        for annotation in annotations:
+            for name in annotation['names']:
+                if name not in classes:
+                    raise ValueError('%s: class name %r is not in the given class list (%s)'
+                                     % (annotation['path'], name, ', '.join(classes)))
+        return classes
+    if not found:
+        raise ValueError('no object in any annotation: give the class list (--classes)')
+    if set(found) <= set(VOC_CLASSES):
+        return list(VOC_CLASSES)
+    return found
 
 
 def _xml_number(node, tag, xml_path):
@@ -141,6 +184,8 @@ def _xml_number(node, tag, xml_path):
 
 
 def _read_voc_xml(xml_path):
+    """{'path', 'filename' ('' when absent), 'width', 'height', 'names', 'boxes' (0-based),
+    'difficult'} of one VOC annotation."""
     try:
         root = ElementTree.parse(xml_path).getroot()
     except (OSError, ElementTree.ParseError) as error:
@@ -149,13 +194,12 @@ def _read_voc_xml(xml_path):
     if size is None:
         raise ValueError('%s: missing <size>' % xml_path)
     width, height = _xml_number(size, 'width', xml_path), _xml_number(size, 'height', xml_path)
-    labels = [0] * len(VOC_CLASSES)
-    boxes, box_classes, difficult = [], [], []
+    names, boxes, difficult = [], [], []
     for obj in root.findall('object'):
-        name = (obj.findtext('name') or '').strip()
-        if name not in VOC_CLASSES:
-            raise ValueError('%s: unknown class name %r' % (xml_path, name))
-        k = VOC_CLASSES.index(name)
+        # One word per name, as the COCO converter does ("traffic light" -> traffic_light).
+        name = '_'.join((obj.findtext('name') or '').split())
+        if not name:
+            raise ValueError('%s: an <object> without <name>' % xml_path)
         hard = (obj.findtext('difficult') or '0').strip() == '1'
         box = obj.find('bndbox')
         if box is None:
@@ -163,13 +207,11 @@ def _read_voc_xml(xml_path):
         # VOC corners are 1-based inclusive.
         boxes.append([_xml_number(box, tag, xml_path) - 1
                       for tag in ('xmin', 'ymin', 'xmax', 'ymax')])
-        box_classes.append(k)
+        names.append(name)
         difficult.append(int(hard))
-        if not hard:
-            labels[k] = 1
-        elif labels[k] == 0:
-            labels[k] = -1
-    return labels, width, height, boxes, box_classes, difficult
+    return {'path': xml_path, 'filename': (root.findtext('filename') or '').strip(),
+            'width': width, 'height': height, 'names': names, 'boxes': boxes,
+            'difficult': difficult}
 
 
 # ---------------------------------------------------------------- MS-COCO 2014
