@@ -115,7 +115,7 @@ def test_checked_in_files_are_what_the_generator_writes(small):
     for key, text in texts.items():
         path = os.path.join(out_dir, netgen.FILES[key])
         with open(path) as f:
-            assert f.read() == text, '%s differs from the generator; run tools/generate_nets.py' % path
+            assert f.read() == text, '%s differs from the generator; run tools/generate_nets.py --update-checked-in' % path
 
 
 def test_checked_in_solvers_run_from_the_repository_root():
@@ -334,17 +334,17 @@ def test_generate_nets_command_line(tmp_path):
 
 def test_deploy_nets_describe_themselves(tmp_path):
     from mlic import deploy
-    paths = netgen.write_nets(str(tmp_path), netgen.small_config(num_classes=7, fc_size=24,
-                                                                 mean_value=[90, 100, 110]))
+    paths = netgen.write_nets(str(tmp_path), netgen.small_config(
+        num_classes=7, fc_size=24, num_proposals=9, image_size=96, mean_value=[90, 100, 110]))
     mean = [90.0, 100.0, 110.0]  # from the train net beside each deploy net
     assert deploy.describe(paths['wsddn_deploy']) == {
-        'kind': 'teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8,
+        'kind': 'teacher', 'image_size': 96, 'num_classes': 7, 'num_proposals': 9,
         'fc_size': 24, 'mean_value': mean}
     assert deploy.describe(paths['stage2_teacher_deploy']) == {
-        'kind': 'stage2_teacher', 'image_size': 64, 'num_classes': 7, 'num_proposals': 8,
+        'kind': 'stage2_teacher', 'image_size': 96, 'num_classes': 7, 'num_proposals': 9,
         'fc_size': 24, 'mean_value': mean}
     assert deploy.describe(paths['student_deploy']) == {
-        'kind': 'student', 'image_size': 64, 'num_classes': 7, 'num_proposals': 0,
+        'kind': 'student', 'image_size': 96, 'num_classes': 7, 'num_proposals': 0,
         'fc_size': 24, 'mean_value': mean}
     with pytest.raises(ValueError, match='not a deploy net'):
         deploy.describe(paths['stage2_train'])
@@ -384,15 +384,15 @@ def test_batch_norm_follows_every_conv_and_fc6_fc7_and_freezes_with_the_teacher(
 def test_head_params_set_the_classifier_multipliers_only(tmp_path):
     default = netgen.write_nets(str(tmp_path / 'a'), netgen.small_config())
     chosen = netgen.write_nets(str(tmp_path / 'b'),
-                               netgen.small_config(head_params=[[1, 1], [2, 0]]))
+                               netgen.small_config(head_params=[[10, 10], [20, 0]]))
     for key in ('wsddn_train', 'stage2_train', 'student_train'):
         before = {l.name: l for l in parse(open(default[key]).read()).layer}
         after = {l.name: l for l in parse(open(chosen[key]).read()).layer}
         heads = [n for n in after if n in ('fc8_c', 'fc8_d', 'fc8_mscoco')]
         assert heads
         for name in heads:
-            assert [(p.lr_mult, p.decay_mult) for p in before[name].param] == [(10, 10), (20, 0)]
-            assert [(p.lr_mult, p.decay_mult) for p in after[name].param] == [(1, 1), (2, 0)]
+            assert [(p.lr_mult, p.decay_mult) for p in before[name].param] == [(1, 1), (2, 0)]
+            assert [(p.lr_mult, p.decay_mult) for p in after[name].param] == [(10, 10), (20, 0)]
         for name in set(after) - set(heads):
             assert after[name] == before[name], name
 
