@@ -332,6 +332,58 @@ def test_generate_nets_command_line(tmp_path):
     assert "soft_targets: 'lists/soft_targets.npy'" in stage2 and 'conv_wsd' not in stage2
 
 
+def run_generate_nets(cwd, *args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'generate_nets.py')]
+                          + list(args), cwd=str(cwd), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def write_list(path, classes, lines):
+    """A datalist with lines (labels, [(x1, y1, x2, y2, s), ...]) and its .classes."""
+    from mlic.datalist import format_line
+    with open(path, 'w') as f:
+        for index, (labels, boxes) in enumerate(lines):
+            f.write(format_line('img%d.png' % index, labels, boxes) + '\n')
+    with open(str(path) + '.classes', 'w') as f:
+        f.write(''.join(name + '\n' for name in classes))
+
+
+def test_generate_nets_reads_the_sizes_from_the_datalist(tmp_path):
+    write_list(tmp_path / 'train.txt', ['circle', 'square', 'star'],
+               [([1, 0, 0], [(0, 0, 191, 120, 0.9), (10, 10, 20, 20, 0.5)]),
+                ([0, 1, -1], [(5, 5, 100, 150, 0.8)] * 3 + [(-1, -1, -1, -1, -1)] * 2)])
+    done = run_generate_nets(tmp_path, '--out', 'nets', '--small', '--datalist', 'train.txt')
+    assert done.returncode == 0, done.stderr
+    assert 'image size 192 px from the largest box corner (a lower bound' in done.stderr
+    net = (tmp_path / 'nets' / 'wsddn' / 'train.prototxt').read_text()
+    # 3 classes, 3 proposals (padding rows do not count), 192 px; the list is the training list.
+    assert 'att_num: 3 bbox_num: 3' in net and 'new_width: 192 new_height: 192' in net
+    assert "source: 'train.txt'" in net
+    done = run_generate_nets(tmp_path, '--out', 'nets', '--small', '--datalist', 'train.txt',
+                             '--image-size', '160')
+    assert done.returncode == 1
+    assert 'train.txt: boxes reach pixel 191, outside --image-size 160' in done.stderr
+    done = run_generate_nets(tmp_path, '--out', 'nets2', '--small', '--train-list', 'train.txt',
+                             '--image-size', '224', '--num-proposals', '5')
+    assert done.returncode == 0, done.stderr
+    net = (tmp_path / 'nets2' / 'wsddn' / 'train.prototxt').read_text()
+    assert 'att_num: 3 bbox_num: 5' in net and 'new_width: 224 new_height: 224' in net
+
+
+def test_generate_nets_never_overwrites_the_shipped_nets_unasked(tmp_path):
+    before = {path: open(path).read() for path in
+              [os.path.join(ROOT, 'prototxt', 'small', 'wsddn', 'train.prototxt')]}
+    done = run_generate_nets(tmp_path, '--small')
+    assert done.returncode == 2 and '--out is required' in done.stderr
+    done = run_generate_nets(tmp_path, '--small', '--num-classes', '3', '--out',
+                             os.path.join(ROOT, 'prototxt', 'small'))
+    assert done.returncode == 2 and 'inside the shipped' in done.stderr
+    for path, text in before.items():
+        assert open(path).read() == text
+
+
 def test_deploy_nets_describe_themselves(tmp_path):
     from mlic import deploy
     paths = netgen.write_nets(str(tmp_path), netgen.small_config(
