@@ -11,10 +11,21 @@ from mlic.paths import ROOT
 from mlic import netgen, surgery
 
 
+# Toy nets (three one-conv blocks, no BatchNorm): quick to build, every layer kind of the
+# surgery; they match neither preset.
+TINY = dict(num_classes=5, num_proposals=8, image_size=64, student_size=32,
+            block_channels=[8, 16, 32], block_convs=[1, 1, 1], fc_size=64, pooled_size=4,
+            batch_norm=False, input_scale=1.0)
+
+
+def tiny_config(**overrides):
+    return netgen.small_config(**dict(TINY, **overrides))
+
+
 @pytest.fixture(scope='module')
 def nets(tmp_path_factory):
     out = tmp_path_factory.mktemp('nets')
-    return netgen.write_nets(str(out), netgen.small_config())
+    return netgen.write_nets(str(out), tiny_config())
 
 
 def saved_model(caffe, prototxt, path, phase=None):
@@ -129,7 +140,7 @@ def test_swapped_models_are_refused(caffe, nets, tmp_path):
 
 
 def test_shape_mismatch_names_both_layers(caffe, nets, tmp_path):
-    other = netgen.write_nets(str(tmp_path / 'other'), netgen.small_config(fc_size=32))
+    other = netgen.write_nets(str(tmp_path / 'other'), tiny_config(fc_size=32))
     saved_model(caffe, other['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
     with pytest.raises(surgery.SurgeryError,
                        match=r'shape mismatch: layer "fc_wsd_6" param 0 of .*stage1_train'
@@ -167,7 +178,7 @@ def test_command_line_tool(caffe, nets, tmp_path):
                            str(tmp_path / 'teacher.caffemodel'), '--net', nets['stage2_train'],
                            '--out', str(tmp_path / 'init2.caffemodel')],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert done.returncode == 1 and 'net_surgery: ' in done.stderr
+    assert done.returncode == 1 and 'net_surgery: error: ' in done.stderr
 
 
 def test_backbone_drops_only_the_classifier(caffe, nets, tmp_path):
@@ -187,7 +198,7 @@ def test_backbone_drops_only_the_classifier(caffe, nets, tmp_path):
 
 def test_a_stage1_net_without_teacher_needs_no_teacher_and_any_other_does(caffe, nets, tmp_path):
     """roi_targets: the stage-1 net reads the teacher's features and holds only the student."""
-    roi_nets = netgen.write_nets(str(tmp_path / 'roi'), netgen.small_config(
+    roi_nets = netgen.write_nets(str(tmp_path / 'roi'), tiny_config(
         roi_targets=str(tmp_path / 'roi_targets.npy')))
     imagenet = saved_model(caffe, nets['student_deploy'], str(tmp_path / 'imagenet.caffemodel'))
     report = surgery.stage1_init(None, roi_nets['stage1_train'], str(tmp_path / 'init.caffemodel'),
@@ -209,3 +220,72 @@ def test_a_stage1_net_without_teacher_needs_no_teacher_and_any_other_does(caffe,
         surgery.stage2_init(str(tmp_path / 'imagenet.caffemodel'),
                             str(tmp_path / 'teacher.caffemodel'), nets['stage2_train'],
                             str(tmp_path / 'stage2b.caffemodel'))
+
+
+@pytest.fixture(scope='module')
+def small_nets(tmp_path_factory):
+    """The small preset's nets for 3 classes (another class count than the preset's)."""
+    out = tmp_path_factory.mktemp('small_nets')
+    return netgen.write_nets(str(out), netgen.small_config(num_classes=3))
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'net_surgery.py')]
+                          + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def test_without_net_the_tool_finds_the_preset_of_the_teacher(caffe, small_nets, tmp_path):
+    teacher = saved_model(caffe, small_nets['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
+    done = run_tool('stage1', '--teacher', str(tmp_path / 'teacher.caffemodel'),
+                    '--out', str(tmp_path / 'init1.caffemodel'))
+    assert done.returncode == 0, done.stderr
+    assert "net: the small preset's stage1 net for 3 classes" in done.stdout
+    # Caffe's set-up log of the nets it builds stays out of the terminal: a line per layer
+    # filled and a few more.
+    report_lines = [line for line in done.stdout.splitlines() if ' <- ' in line]
+    assert len(done.stdout.splitlines()) == len(report_lines) + 2
+    assert done.stderr == ''
+    init = surgery.weights(str(tmp_path / 'init1.caffemodel'))
+    np.testing.assert_array_equal(init['conv_wsd_4_2'][0], teacher['conv4_2'][0])
+    # The init loads into the nets generated for the data (3 classes): same names and shapes.
+    net = caffe.Net(small_nets['stage2_teacher_deploy'], str(tmp_path / 'init1.caffemodel'),
+                    caffe.TEST)
+    np.testing.assert_array_equal(net.params['fc_wsd_7'][0].data, teacher['fc7'][0])
+    done = run_tool('stage2', '--stage1', str(tmp_path / 'init1.caffemodel'), '--teacher',
+                    str(tmp_path / 'teacher.caffemodel'), '--out',
+                    str(tmp_path / 'init2.caffemodel'))
+    assert done.returncode == 1
+    assert 'init1.caffemodel' in done.stderr and 'conv1_1' in done.stderr
+
+
+def test_a_teacher_of_neither_preset_is_named_with_its_shapes(caffe, nets, tmp_path):
+    saved_model(caffe, nets['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
+    done = run_tool('stage1', '--teacher', str(tmp_path / 'teacher.caffemodel'),
+                    '--out', str(tmp_path / 'init.caffemodel'))
+    assert done.returncode == 1 and done.stdout == ''
+    assert done.stderr.count('\n') == 1, done.stderr
+    assert ('teacher.caffemodel (3 convolutions, 8-16-32 filters, fc7 64 outputs) matches '
+            'neither preset: the full one has 13 convolutions, 64-128-256-512-512 filters, fc7 '
+            '4096 outputs, the small one 6 convolutions, 16-32-64-128 filters, fc7 256 outputs, '
+            'BatchNorm. Give the net you generated for it with --net') in done.stderr
+    assert not (tmp_path / 'init.caffemodel').exists()
+
+
+def test_a_net_of_another_preset_says_which_preset_the_teacher_has(caffe, nets, small_nets,
+                                                                   tmp_path):
+    saved_model(caffe, small_nets['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
+    done = run_tool('stage1', '--teacher', str(tmp_path / 'teacher.caffemodel'),
+                    '--net', nets['stage1_train'], '--out', str(tmp_path / 'init.caffemodel'))
+    assert done.returncode == 1 and done.stdout == ''
+    assert 'shape mismatch' in done.stderr
+    assert ("teacher.caffemodel has the small preset's shapes: leave out --net to use that "
+            "preset's net") in done.stderr
+    assert len(done.stderr.splitlines()) == 2
+
+
+def test_the_presets_trunk_shapes_are_those_of_their_nets(caffe, small_nets):
+    net = caffe.Net(small_nets['wsddn_deploy'], caffe.TEST)
+    model = {name: [blob.data for blob in blobs] for name, blobs in net.params.items()}
+    assert surgery.model_trunk(model) == surgery.trunk_shapes(netgen.SMALL)
+    assert surgery.matching_preset('small', model) is netgen.SMALL

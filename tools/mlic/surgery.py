@@ -8,7 +8,10 @@ Here every weight layer of the target net must be filled from a source, or be on
 the recipe initialises from fillers on purpose; a missing source layer or a shape mismatch is an error naming both layers.
 """
 import collections
+import copy
 import os
+import re
+import shutil
 import tempfile
 
 import numpy as np
@@ -362,3 +365,87 @@ def stage2_init(stage1_model, teacher_model, target_prototxt, out_path, imagenet
             return imagenet_model, imagenet, name
         return None
     return build(target_prototxt, recipe, out_path)
+
+
+# ---- Which net fits the models: for net_surgery.py without --net.
+
+PRESETS = (netgen.FULL, netgen.SMALL)
+
+
+def trunk_shapes(cfg):
+    """{layer: (outputs, inputs per output)} of the trunk layers a preset's teacher and student
+    share (conv*, fc6, fc7): what the weights of a model of that preset must have."""
+    shapes = collections.OrderedDict()
+    inputs = 3
+    for block, (channels, convs) in enumerate(zip(cfg['block_channels'], cfg['block_convs']), 1):
+        for index in range(1, convs + 1):
+            shapes['conv%d_%d' % (block, index)] = (channels, inputs * 9)
+            inputs = channels
+    shapes['fc6'] = (cfg['fc_size'], inputs * cfg['pooled_size'] ** 2)
+    shapes['fc7'] = (cfg['fc_size'], cfg['fc_size'])
+    return shapes
+
+
+def model_trunk(model_weights):
+    """{layer: (outputs, inputs per output)} of a model's conv*/fc6/fc7 weights."""
+    out = collections.OrderedDict()
+    for name, arrays in model_weights.items():
+        if re.match(r'(conv\d+_\d+|fc[67])$', name) and arrays:
+            shape = arrays[0].shape
+            if len(shape) == 4 and name.startswith('fc'):  # legacy (1, 1, out, in)
+                shape = shape[2:]
+            out[name] = (int(shape[0]), int(np.prod(shape[1:])))
+    return out
+
+
+def _describe_trunk(trunk):
+    convs = [n for n in trunk if n.startswith('conv')]
+    if not convs:
+        return 'no conv layers'
+    return '%d convolutions, %s filters, fc7 %s outputs' % (
+        len(convs), '-'.join(str(trunk[n][0]) for n in convs if n.endswith('_1')),
+        trunk['fc7'][0] if 'fc7' in trunk else 'no')
+
+
+def matching_preset(model_path, model_weights=None):
+    """The netgen preset (FULL or SMALL) whose conv*/fc6/fc7 have the shapes of the model's;
+    SurgeryError saying what the model has and what each preset has when none does."""
+    model_weights = model_weights if model_weights is not None else weights(model_path)
+    found = model_trunk(model_weights)
+    batch_norm = 'conv1_1_bn' in model_weights
+    for cfg in PRESETS:
+        if found == trunk_shapes(cfg) and batch_norm == cfg['batch_norm']:
+            return cfg
+    raise SurgeryError(
+        '%s (%s%s) matches neither preset: the full one has %s, the small one %s. Give the net '
+        'you generated for it with --net (tools/generate_nets.py --out DIR ...: '
+        'DIR/kd/stage1_train.prototxt or stage2_train.prototxt)'
+        % (model_path, _describe_trunk(found), ', BatchNorm' if batch_norm else '',
+           _describe_trunk(trunk_shapes(netgen.FULL)),
+           _describe_trunk(trunk_shapes(netgen.SMALL)) + ', BatchNorm'))
+
+
+def preset_net(stage, teacher_path, out_dir):
+    """Writes the stage-1 or stage-2 training net of the preset that the teacher .caffemodel
+    matches, for its class count, under out_dir; returns (prototxt path, what it is). The nets'
+    data settings (datalists, proposal count, image size) do not change any weight shape."""
+    teacher = weights(teacher_path)
+    _check_teacher(teacher_path, teacher)
+    cfg = copy.deepcopy(matching_preset(teacher_path, teacher))
+    cfg['num_classes'] = int(teacher['fc8_c'][0].shape[0])
+    paths = netgen.write_nets(out_dir, cfg, snapshot_dir=os.path.join(out_dir, 'snapshots'))
+    what = ('the %s preset\'s %s net for %d classes (%s matches it: %s)'
+            % (cfg['name'], stage, cfg['num_classes'], teacher_path,
+               _describe_trunk(model_trunk(teacher))))
+    return paths[stage + '_train'], what
+
+
+def with_preset_net(stage, teacher_path, make):
+    """Calls make(prototxt) with the matching preset's net written to a temporary folder;
+    returns (make's result, what the net is)."""
+    folder = tempfile.mkdtemp(prefix='mlic_surgery_')
+    try:
+        prototxt, what = preset_net(stage, teacher_path, folder)
+        return make(prototxt), what
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
