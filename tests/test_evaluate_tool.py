@@ -166,3 +166,18 @@ def test_plot_top3_tool(inputs):
     done = _run_tool('plot_top3.py', '--datalist', datalist, '--classes', classes,
                      '--without', scores, '--with', scores, '--indices', '3', '-o', str(png))
     assert done.returncode != 0 and '--indices: 3 is not a row' in done.stdout
+
+
+def test_cli_warns_before_the_table(inputs, capsys):
+    tmp_path, datalist, classes, _ = inputs
+    flat = tmp_path / 'flat.npy'
+    np.save(str(flat), np.full(SCORES.shape, 0.4))
+    import evaluate
+    assert evaluate.main(['--scores', str(flat), '--datalist', datalist, '--classes',
+                          classes, '--name', 'Flat']) == 0
+    printed = capsys.readouterr().out
+    table = printed.index('| Model |')
+    for warning in ('WARNING: Flat: its scores hardly depend on the image',
+                    'WARNING: the test split has only 3 images',
+                    'WARNING: 1 of 4 classes have no positive test image (cat)'):
+        assert 0 <= printed.index(warning) < table, warning

@@ -151,3 +151,68 @@ def test_format_row_and_per_class():
 def test_bad_input_is_named(scores, targets, message):
     with pytest.raises(ValueError, match=message):
         evaluation.evaluate(scores, targets)
+
+
+# ---- warnings before a table
+
+def labelled_split(num_images, num_classes, seed=0):
+    """Labels with every class positive on about a third of the images (at least once)."""
+    rng = np.random.RandomState(seed)
+    labels = (rng.uniform(size=(num_images, num_classes)) < 0.35).astype(int)
+    labels[np.arange(num_classes) % num_images, np.arange(num_classes)] = 1
+    return labels
+
+
+def test_score_spread_is_the_largest_per_class_std_over_images():
+    scores = np.array([[0.2, 0.5], [0.4, 0.5], [0.6, 0.5]])
+    assert evaluation.score_spread(scores) == pytest.approx(np.std([0.2, 0.4, 0.6]))
+    assert evaluation.score_spread(np.full((5, 3), 0.3)) == 0.0
+
+
+def test_a_model_whose_scores_ignore_the_image_is_named():
+    labels = labelled_split(200, 4)
+    rng = np.random.RandomState(1)
+    prior = labels.mean(axis=0)
+    # The failure seen: the label prior plus a drift of 1e-4 that still ranks the images.
+    flat = prior + 1e-4 * rng.uniform(size=labels.shape)
+    learned = np.clip(0.6 * labels + 0.4 * rng.uniform(size=labels.shape), 0, 1)
+    results = [('Teacher', evaluation.evaluate(flat, labels)),
+               ('Student', evaluation.evaluate(learned, labels))]
+    found = evaluation.warnings(results, ['a', 'b', 'c', 'd'])
+    assert len(found) == 1
+    assert found[0].startswith('Teacher: its scores hardly depend on the image')
+    assert 'across the 200 test images' in found[0]
+    # Noise can still give such a model a respectable-looking mAP: the reason to warn.
+    assert results[0][1]['mAP'] > 0.2
+    assert evaluation.warnings(results[1:]) == []
+
+
+def test_a_tiny_split_and_classes_without_or_with_few_positives_are_named():
+    labels = labelled_split(30, 4)
+    labels[:, 1] = 0
+    labels[:2, 1] = -1          # a difficult-only class: ignored, never positive
+    labels[:, 3] = 0
+    labels[:2, 3] = 1           # two positives
+    scores = np.clip(0.5 * labels + 0.5 * np.random.RandomState(2).uniform(size=labels.shape),
+                     0, 1)
+    result = evaluation.evaluate(scores, labels)
+    found = evaluation.warnings([('Model', result)], ['circle', 'square', 'star', 'ring'])
+    assert found[0].startswith('the test split has only 30 images (fewer than 100)')
+    assert found[1].startswith('1 of 4 classes have no positive test image (square): they have '
+                               'no AP and are left out of mAP, CP and CR')
+    assert 'mAP is the mean over the other 3' in found[1]
+    assert found[2] == ('1 classes have fewer than 5 positive test images (ring: 2): each AP '
+                        'moves by 1/n when one image does')
+    text = evaluation.format_warnings(found)
+    assert text.count('WARNING: ') == 3 and text.endswith('.\n')
+    markdown = evaluation.format_warnings(found, markdown=True)
+    assert markdown.count('> **WARNING**: ') == 3
+
+
+def test_results_without_the_new_keys_are_still_checked():
+    labels = labelled_split(150, 3)
+    labels[:, 2] = 0
+    result = evaluation.evaluate(np.random.RandomState(3).uniform(size=labels.shape), labels)
+    del result['score_spread'], result['positives_per_class']
+    found = evaluation.warnings([('Old', result)], ['x', 'y', 'z'])
+    assert len(found) == 1 and '(z)' in found[0]

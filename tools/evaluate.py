@@ -54,6 +54,8 @@ def main(argv=None):
     print('%d images, %d classes (%d without positives, left out of mAP, CP and CR)'
           % (result['num_images'], result['num_classes'],
              result['num_classes_without_positives']))
+    sys.stdout.write(evaluation.format_warnings(
+        evaluation.warnings([(args.name, result)], class_names)))
     print(evaluation.format_header(args.top_k))
     print(evaluation.format_row(result, args.name))
     if args.per_class:

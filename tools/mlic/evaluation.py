@@ -115,6 +115,8 @@ def evaluate(scores, targets, threshold=0.5, top_k=3):
     'num_classes', 'num_classes_evaluated', 'num_classes_without_positives', 'num_images',
     'threshold', 'top_k', 'all' and 'top3' (dicts of CP, CR, F1-C, OP, OR, F1-O).
     The key 'top3' keeps its name whatever top_k is, so tables can rely on it.
+    For `warnings`: 'positives_per_class' (list of counts of positive test images) and
+    'score_spread' (score_spread()).
     """
     scores, targets = _check_inputs(scores, targets)
     num_classes = scores.shape[1]
@@ -135,7 +137,89 @@ def evaluate(scores, targets, threshold=0.5, top_k=3):
         'top_k': int(top_k),
         'all': _set_metrics(predicted, targets),
         'top3': _set_metrics(predicted & top_k_mask(scores, top_k), targets),
+        'positives_per_class': [int(n) for n in (targets == 1).sum(axis=0)],
+        'score_spread': score_spread(scores),
     }
+
+
+# ---- Is the table worth reading? Checks run before any results table is shown.
+
+# A model whose every class score varies across the test images by less than this (standard
+# deviation, in probability) has learned nothing from the images: its scores are a constant
+# (the label prior) plus rounding, and its AP ranks images by that noise. Nets whose classifier
+# is cut off from the image (dead ReLUs after fc6) were seen at a spread of at most 4e-4; a net
+# whose features reach the classifier, even untrained, spreads its scores by 1e-2 or more.
+# 1e-3 lies between the two and far above float32 rounding of probabilities (1e-7).
+MIN_SCORE_SPREAD = 1e-3
+# Below this many test images one image is more than 1 % of the split and a class's AP rests on
+# a handful of positives: rows a few mAP points apart are not different.
+MIN_TEST_IMAGES = 100
+# A class with n positive test images changes its AP by up to 1/n when one of them moves from the
+# top to the bottom of the ranking: 20 points and more below 5.
+MIN_CLASS_POSITIVES = 5
+
+
+def score_spread(scores):
+    """The largest, over classes, standard deviation of a class's score across the images: how
+    much the scores depend on the image at all (0 for a model that gives every image the same)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[0] < 2:
+        return 0.0
+    return float(scores.std(axis=0).max())
+
+
+def warnings(results, class_names=None):
+    """Warnings, as sentences, about a table of `results`: [(row name, evaluate() result)] of
+    models evaluated on one test split. Empty when the table can be read as it is. Results
+    written before evaluate() gave 'score_spread' and 'positives_per_class' are checked for
+    what they have."""
+    if not results:
+        return []
+    first = results[0][1]
+    out = []
+    names = list(class_names) if class_names else ['class %d' % k
+                                                   for k in range(first['num_classes'])]
+    flat = [(name, r['score_spread']) for name, r in results
+            if r.get('score_spread') is not None and r['score_spread'] < MIN_SCORE_SPREAD]
+    for name, spread in flat:
+        out.append('%s: its scores hardly depend on the image (the largest standard deviation '
+                   'of a class\'s score across the %d test images is %.1e, below %.0e): it '
+                   'gives every image nearly the same scores, and its mAP and F1 measure noise '
+                   'between near-equal numbers, not classification. Train it longer or check '
+                   'its training log (a loss stuck at the label prior)'
+                   % (name, first['num_images'], spread, MIN_SCORE_SPREAD))
+    if first['num_images'] < MIN_TEST_IMAGES:
+        out.append('the test split has only %d images (fewer than %d): one image moves a '
+                   'class\'s AP by several points, so rows a few mAP points apart do not differ'
+                   % (first['num_images'], MIN_TEST_IMAGES))
+    positives = first.get('positives_per_class')
+    if positives is None:
+        missing = [k for k, ap in enumerate(first['per_class_ap']) if ap is None]
+    else:
+        missing = [k for k, n in enumerate(positives) if n == 0]
+    if missing:
+        out.append('%d of %d classes have no positive test image (%s): they have no AP and are '
+                   'left out of mAP, CP and CR (their false positives still lower OP); mAP is '
+                   'the mean over the other %d'
+                   % (len(missing), first['num_classes'], ', '.join(names[k] for k in missing),
+                      first['num_classes'] - len(missing)))
+    if positives is not None:
+        few = [k for k, n in enumerate(positives) if 0 < n < MIN_CLASS_POSITIVES]
+        if few:
+            out.append('%d classes have fewer than %d positive test images (%s): each AP moves '
+                       'by 1/n when one image does'
+                       % (len(few), MIN_CLASS_POSITIVES,
+                          ', '.join('%s: %d' % (names[k], positives[k]) for k in few)))
+    return out
+
+
+def format_warnings(lines, markdown=False):
+    """The warnings as text for the terminal, or as a Markdown block to put above a table."""
+    if not lines:
+        return ''
+    if markdown:
+        return ''.join('> **WARNING**: %s.\n>\n' % line for line in lines)[:-2] + '\n'
+    return ''.join('WARNING: %s.\n' % line for line in lines)
 
 
 def format_header(top_k=3):
