@@ -89,4 +89,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    # Caffe's set-up log of every net it builds in this process (glog INFO) would bury the
+    # output; errors still show. GLOG_minloglevel=0 brings it back.
+    os.environ.setdefault('GLOG_minloglevel', '2')
     sys.exit(main())

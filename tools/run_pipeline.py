@@ -24,7 +24,14 @@ import os
 import sys
 import tomllib
 
-from mlic import config_examples, datalist, pipeline, run_config, surgery
+if __name__ == '__main__':
+    # pycaffe's own INFO lines (the set-up of every net built in this process) would bury the
+    # progress; the training logs keep caffe's full output. Set before mlic loads caffe (glog
+    # reads it once, when it is loaded), and only when run as a command, so that main() called
+    # in-process leaves the caller's environment alone. GLOG_minloglevel=0 brings them back.
+    os.environ.setdefault('GLOG_minloglevel', '2')
+
+from mlic import config_examples, datalist, pipeline, run_config, surgery  # noqa: E402
 
 
 def help_text():
@@ -60,8 +67,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    # pycaffe's own INFO lines would bury the progress; the training logs keep caffe's full
-    # output. Set here, not on import, so that main() called in-process leaves the caller's
-    # environment alone.
-    os.environ.setdefault('GLOG_minloglevel', '2')
     sys.exit(main())
