@@ -179,5 +179,5 @@ def test_cli_warns_before_the_table(inputs, capsys):
     table = printed.index('| Model |')
     for warning in ('WARNING: Flat: its scores hardly depend on the image',
                     'WARNING: the test split has only 3 images',
-                    'WARNING: 1 of 4 classes have no positive test image (cat)'):
+                    'WARNING: classes without a positive test image (1 of 4): cat.'):
         assert 0 <= printed.index(warning) < table, warning

@@ -198,11 +198,11 @@ def test_a_tiny_split_and_classes_without_or_with_few_positives_are_named():
     result = evaluation.evaluate(scores, labels)
     found = evaluation.warnings([('Model', result)], ['circle', 'square', 'star', 'ring'])
     assert found[0].startswith('the test split has only 30 images (fewer than 100)')
-    assert found[1].startswith('1 of 4 classes have no positive test image (square): they have '
-                               'no AP and are left out of mAP, CP and CR')
+    assert found[1].startswith('classes without a positive test image (1 of 4): square. They '
+                               'have no AP and are left out of mAP, CP and CR')
     assert 'mAP is the mean over the other 3' in found[1]
-    assert found[2] == ('1 classes have fewer than 5 positive test images (ring: 2): each AP '
-                        'moves by 1/n when one image does')
+    assert found[2] == ('classes with fewer than 5 positive test images: ring (2). The AP of a '
+                        'class with n positives moves by up to 1/n when one image does')
     text = evaluation.format_warnings(found)
     assert text.count('WARNING: ') == 3 and text.endswith('.\n')
     markdown = evaluation.format_warnings(found, markdown=True)
@@ -215,4 +215,5 @@ def test_results_without_the_new_keys_are_still_checked():
     result = evaluation.evaluate(np.random.RandomState(3).uniform(size=labels.shape), labels)
     del result['score_spread'], result['positives_per_class']
     found = evaluation.warnings([('Old', result)], ['x', 'y', 'z'])
-    assert len(found) == 1 and '(z)' in found[0]
+    assert len(found) == 1 and found[0].startswith('classes without a positive test image '
+                                                   '(1 of 3): z.')

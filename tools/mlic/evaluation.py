@@ -198,18 +198,18 @@ def warnings(results, class_names=None):
     else:
         missing = [k for k, n in enumerate(positives) if n == 0]
     if missing:
-        out.append('%d of %d classes have no positive test image (%s): they have no AP and are '
-                   'left out of mAP, CP and CR (their false positives still lower OP); mAP is '
-                   'the mean over the other %d'
+        out.append('classes without a positive test image (%d of %d): %s. They have no AP and '
+                   'are left out of mAP, CP and CR (their false positives still lower OP); mAP '
+                   'is the mean over the other %d'
                    % (len(missing), first['num_classes'], ', '.join(names[k] for k in missing),
                       first['num_classes'] - len(missing)))
     if positives is not None:
         few = [k for k, n in enumerate(positives) if 0 < n < MIN_CLASS_POSITIVES]
         if few:
-            out.append('%d classes have fewer than %d positive test images (%s): each AP moves '
-                       'by 1/n when one image does'
-                       % (len(few), MIN_CLASS_POSITIVES,
-                          ', '.join('%s: %d' % (names[k], positives[k]) for k in few)))
+            out.append('classes with fewer than %d positive test images: %s. The AP of a class '
+                       'with n positives moves by up to 1/n when one image does'
+                       % (MIN_CLASS_POSITIVES,
+                          ', '.join('%s (%d)' % (names[k], positives[k]) for k in few)))
     return out
 
 
