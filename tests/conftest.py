@@ -8,6 +8,27 @@ import pytest
 from mlic.paths import CAFFE_TOOL, ROOT, TOOLS
 
 
+# The toy nets of the unit tests (what the small preset was before it became the demo's nets):
+# three one-conv blocks of 8-32 channels, a 64 px teacher and a 32 px student, no BatchNorm,
+# narrow gaussian fillers, batches of 4. Quick to build and run, with every layer kind; trained
+# from scratch they do not learn to classify (tests of learning use netgen.small_config()).
+TOY_NETS = dict(num_classes=5, num_proposals=8, image_size=64, student_size=32,
+                block_channels=[8, 16, 32], block_convs=[1, 1, 1], fc_size=64, pooled_size=4,
+                batch_norm=False, input_scale=1.0, conv_filler={'type': 'gaussian', 'std': 0.01},
+                head_filler={'type': 'gaussian', 'std': 0.01}, head_params=[[10, 10], [20, 0]])
+
+
+def toy_config(**overrides):
+    """netgen.small_config() with TOY_NETS (batches of 4, base_lr 0.01, clipping at 1) and
+    `overrides`."""
+    from mlic import netgen
+    settings = dict(TOY_NETS, batch_size={net: (4, 4) for net in netgen.NETS},
+                    solver={net: dict(netgen.SMALL['solver'][net], base_lr=0.01,
+                                      clip_gradients=1.0) for net in netgen.NETS})
+    settings.update(overrides)
+    return netgen.small_config(**settings)
+
+
 @pytest.fixture(scope='session')
 def caffe():
     import caffe as caffe_module

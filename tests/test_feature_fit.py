@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import toy_config
 from mlic.paths import ROOT
 from test_training import write_dataset
 
@@ -38,7 +39,7 @@ def test_format_fit_reads_the_student_against_the_mean_predictor():
 @pytest.fixture(scope='module')
 def stage1(tmp_path_factory, caffe):
     root = tmp_path_factory.mktemp('fit')
-    cfg = netgen.small_config()
+    cfg = toy_config()
     lists = {split: write_dataset(str(root / split), cfg, 4, seed)
              for seed, split in enumerate(('train', 'test'))}
     paths = netgen.write_nets(str(root / 'nets'), cfg, datalists=lists)

@@ -134,6 +134,10 @@ def fake_imagenet_model(cfg, path, tmp_path):
     net = caffe.Net(files['student_deploy'], caffe.TEST)
     rng = np.random.default_rng(0)
     for name, blobs in net.params.items():
+        if name.endswith('_bn'):  # BatchNorm statistics: mean 0, variance 1, as stored
+            for blob, value in zip(blobs, (0.0, 1.0, 1.0)):
+                blob.data[...] = value
+            continue
         for blob in blobs:
             blob.data[...] = rng.normal(0, 0.05, blob.data.shape)
     net.save(str(path) + '.full')

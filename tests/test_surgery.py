@@ -6,26 +6,16 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import toy_config
 from mlic.paths import ROOT
 
 from mlic import netgen, surgery
 
 
-# Toy nets (three one-conv blocks, no BatchNorm): quick to build, every layer kind of the
-# surgery; they match neither preset.
-TINY = dict(num_classes=5, num_proposals=8, image_size=64, student_size=32,
-            block_channels=[8, 16, 32], block_convs=[1, 1, 1], fc_size=64, pooled_size=4,
-            batch_norm=False, input_scale=1.0)
-
-
-def tiny_config(**overrides):
-    return netgen.small_config(**dict(TINY, **overrides))
-
-
 @pytest.fixture(scope='module')
 def nets(tmp_path_factory):
     out = tmp_path_factory.mktemp('nets')
-    return netgen.write_nets(str(out), tiny_config())
+    return netgen.write_nets(str(out), toy_config())
 
 
 def saved_model(caffe, prototxt, path, phase=None):
@@ -140,7 +130,7 @@ def test_swapped_models_are_refused(caffe, nets, tmp_path):
 
 
 def test_shape_mismatch_names_both_layers(caffe, nets, tmp_path):
-    other = netgen.write_nets(str(tmp_path / 'other'), tiny_config(fc_size=32))
+    other = netgen.write_nets(str(tmp_path / 'other'), toy_config(fc_size=32))
     saved_model(caffe, other['wsddn_deploy'], str(tmp_path / 'teacher.caffemodel'))
     with pytest.raises(surgery.SurgeryError,
                        match=r'shape mismatch: layer "fc_wsd_6" param 0 of .*stage1_train'
@@ -198,7 +188,7 @@ def test_backbone_drops_only_the_classifier(caffe, nets, tmp_path):
 
 def test_a_stage1_net_without_teacher_needs_no_teacher_and_any_other_does(caffe, nets, tmp_path):
     """roi_targets: the stage-1 net reads the teacher's features and holds only the student."""
-    roi_nets = netgen.write_nets(str(tmp_path / 'roi'), tiny_config(
+    roi_nets = netgen.write_nets(str(tmp_path / 'roi'), toy_config(
         roi_targets=str(tmp_path / 'roi_targets.npy')))
     imagenet = saved_model(caffe, nets['student_deploy'], str(tmp_path / 'imagenet.caffemodel'))
     report = surgery.stage1_init(None, roi_nets['stage1_train'], str(tmp_path / 'init.caffemodel'),

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_caffe_tool
+from conftest import run_caffe_tool, toy_config
 
 from mlic import datalist, netgen, surgery
 from mlic.caffe_train import ITERATION_LOSS
@@ -84,7 +84,7 @@ class TrainedModels:
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
     root = tmp_path_factory.mktemp('small')
-    cfg = netgen.small_config()
+    cfg = toy_config()
     for settings in cfg['solver'].values():
         settings.update(max_iter=ITERATIONS, snapshot=ITERATIONS, test_interval=ITERATIONS,
                         test_iter=1, display=1, average_loss=1, stepsize=1000)
