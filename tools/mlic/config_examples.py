@@ -29,8 +29,9 @@ SECTION_HELP = {
              'meaningful)',
 }
 
-_SOLVER = {'base_lr': 0.002, 'clip_gradients': 10.0, 'max_iter': 2700, 'stepsize': 2000,
-           'snapshot': 900}
+# The demo's nets are the small preset's (netgen.SMALL); the demo sets the pipeline's choices
+# (stage 1 with trained fc6/fc7, the teacher's outputs precomputed) and its schedules.
+_SOLVER = {'max_iter': 2700, 'stepsize': 2000, 'snapshot': 900}
 DEMO_SETTINGS = {
     'folder': 'runs/demo', 'seeds': [1], 'jobs': 2,
     'data': {'num_classes': 10, 'image_size': 192, 'object_size': [14, 44],
@@ -40,17 +41,10 @@ DEMO_SETTINGS = {
                  'solver': {'base_lr': 0.01, 'max_iter': 450, 'stepsize': 360, 'snapshot': 150,
                             'clip_gradients': 10.0}},
     'nets': {
-        'student_size': 64, 'block_channels': [16, 32, 64, 128], 'block_convs': [1, 1, 2, 2],
-        'fc_size': 256, 'pooled_size': 4, 'conv_filler': {'type': 'msra'},
-        'head_filler': {'type': 'xavier'}, 'head_params': [[1, 1], [2, 0]],
-        'dropout_ratio': 0.5, 'batch_norm': True, 'input_scale': 0.015625,
         'stage1_fc_frozen': False, 'soft_targets': 'precomputed', 'roi_targets': 'precomputed',
-        'batch_size': {net: [8, 8] for net in NETS},
         'solver': {
-            'wsddn': {'base_lr': 0.005, 'max_iter': 500, 'stepsize': 420, 'snapshot': 250,
-                      'clip_gradients': 10.0},
-            'stage1': {'base_lr': 0.002, 'clip_gradients': 10.0, 'max_iter': 1200,
-                       'stepsize': 1000, 'snapshot': 400},
+            'wsddn': {'max_iter': 500, 'stepsize': 420, 'snapshot': 250},
+            'stage1': {'max_iter': 1200, 'stepsize': 1000, 'snapshot': 400},
             'stage2': dict(_SOLVER), 'student': dict(_SOLVER)},
     },
     'quick': {
