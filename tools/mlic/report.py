@@ -27,7 +27,7 @@ def write_report(folder, seeds, per_seed, test, classes, timings=(), config_path
     (inference.TestSet) the students were evaluated on; timings: (step folder, seconds) of the
     steps run this time; budgets: (budget name, {row step: text}) of mlic.budget, noted under
     the table."""
-    from mlic import caffe_log, plots
+    from mlic import caffe_log, evaluation, plots
     first = per_seed[0]
     students = student_rows(first)
     rows = [('Teacher (WSDDN)', [r['teacher'] for r in per_seed])]
@@ -35,6 +35,12 @@ def write_report(folder, seeds, per_seed, test, classes, timings=(), config_path
     table = plots.results_table(rows)
     markdown = os.path.join(folder, 'results.md')
     plots.write_results_table(table, markdown, os.path.join(folder, 'results.json'))
+    warnings = table_warnings(seeds, per_seed, classes)
+    if warnings:
+        with open(markdown) as f:
+            text = f.read()
+        with open(markdown, 'w') as f:
+            f.write(evaluation.format_warnings(warnings, markdown=True) + '\n' + text)
     plots.plot_training_curves(
         [(name, caffe_log.parse_log(log)) for name, log in first['logs'].items()],
         os.path.join(folder, 'training_curves.png'))
@@ -61,6 +67,19 @@ def write_report(folder, seeds, per_seed, test, classes, timings=(), config_path
     with open(markdown) as f:
         print(f.read())
     return table
+
+
+def table_warnings(seeds, per_seed, classes):
+    """evaluation.warnings of every model of every seed (models whose scores ignore the image,
+    a tiny test split, classes without positives), each sentence once: they go above the
+    table."""
+    from mlic import evaluation
+    warnings = []
+    for seed, results in zip(seeds, per_seed):
+        models = [('%s (seed %d)' % (label, seed), results[name]) for name, label
+                  in (('teacher', 'Teacher (WSDDN)'),) + student_rows(results)]
+        warnings += [w for w in evaluation.warnings(models, classes) if w not in warnings]
+    return warnings
 
 
 def top3_figure(results, test, classes, path, count=6):
