@@ -382,5 +382,5 @@ def test_print_config_shows_every_setting_and_its_origin(user_data, tmp_path, ca
     assert 'preset = "small"  # %s' % config in text
     assert 'fc_size = 16  # %s' % config in text
     assert 'dropout_ratio = 0.5  # preset small' in text
-    assert 'base_lr = 0.01  # preset small' in text and 'max_iter = 4  # %s' % config in text
+    assert 'base_lr = 0.005  # preset small' in text and 'max_iter = 4  # %s' % config in text
     assert not (tmp_path / 'run').exists()
