@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import toy_config
 from mlic import budget, netgen, pipeline, seed_steps, sources, steps
 from mlic.paths import ROOT
 from mlic.run_config import ConfigError
@@ -30,7 +31,7 @@ def layer(net_param, name):
 
 @pytest.mark.parametrize('kind', sorted(netgen.BASELINE_NETS))
 def test_small_baseline_nets_run_forward_and_backward(caffe, tmp_path, kind):
-    cfg = netgen.small_config()
+    cfg = toy_config()
     net = instantiate(caffe, tmp_path, netgen.baseline_net(cfg, kind, None, inputs=True))
     rng = np.random.RandomState(0)
     net.blobs['data'].data[...] = rng.uniform(-50, 50, net.blobs['data'].data.shape)
@@ -80,7 +81,7 @@ def test_full_baseline_nets_have_the_teachers_and_the_students_shapes(caffe, tmp
 
 def attention_net(caffe, tmp_path, shape, beta=netgen.ATTENTION_BETA):
     """Student and teacher features as inputs, their maps and the loss as the nets build them."""
-    cfg = netgen.small_config(block_channels=[8, 16, shape[1]])
+    cfg = toy_config(block_channels=[8, 16, shape[1]])
     net = netgen.Net('attention_only')
     net.add('inputs', 'Input', top=['student', 'teacher'],
             input_param={'shape': [{'dim': list(shape)}, {'dim': list(shape)}]})
