@@ -3,6 +3,7 @@ against CPU: every small net and every layer of ours, forward and backward, must
 and a changed value must be found."""
 import pytest
 
+from conftest import toy_config
 from mlic import mode_compare, netgen
 
 from test_trainer import write_dataset
@@ -11,7 +12,7 @@ from test_trainer import write_dataset
 @pytest.fixture(scope='module')
 def small_nets(tmp_path_factory):
     root = tmp_path_factory.mktemp('modes')
-    cfg = netgen.small_config()
+    cfg = toy_config()
     lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
              'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
     return root, netgen.write_nets(str(root / 'nets'), cfg, datalists=lists)

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from conftest import toy_config
 from mlic.paths import ROOT
 from mlic import net_memory, netgen
 
@@ -23,7 +24,7 @@ def small_nets(tmp_path_factory):
     root = tmp_path_factory.mktemp('memory')
     # The tool sizes the teacher at its largest scale; the real net is shaped by the scale of
     # its first batch, so here the teacher has only its largest scale.
-    cfg = netgen.small_config()
+    cfg = toy_config()
     cfg['scale_factors'] = [max(cfg['scale_factors'])]
     lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
              'test': write_dataset(str(root / 'test'), cfg, 4, 1)}

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_caffe_tool
+from conftest import run_caffe_tool, toy_config
 from mlic.paths import ROOT
 from mlic import datalist, netgen, trainer
 
@@ -53,7 +53,7 @@ def write_dataset(folder, cfg, count, seed):
 def nets(tmp_path_factory):
     """The small teacher's solver, ITERATIONS long, printing every iteration's own loss."""
     root = tmp_path_factory.mktemp('trainer')
-    cfg = netgen.small_config()
+    cfg = toy_config()
     for settings in cfg['solver'].values():
         settings.update(max_iter=ITERATIONS, snapshot=3, test_interval=ITERATIONS, test_iter=1,
                         display=1, average_loss=1)
