@@ -11,9 +11,8 @@ import sys
 import cv2
 import numpy as np
 
-from conftest import ROOT
-
 from mlic import evaluation
+from mlic.paths import ROOT
 
 # 'star' is only ever marked difficult: its label is ignored (-1) on every image.
 CLASSES = ('circle', 'square', 'triangle')
