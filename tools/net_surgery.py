@@ -16,6 +16,7 @@ match, for the teacher's class count; the data settings of a net (lists, proposa
 size) change no weight, so its init fits the net you generated with the same preset.
 """
 import argparse
+import os
 import sys
 
 
