@@ -8,6 +8,7 @@ import pytest
 
 from mlic import netgen, trainer
 
+from conftest import toy_config
 from gpu_required import gpu  # noqa: F401  (autouse: fails without a GPU)
 from test_trainer import ITERATIONS, assert_same_losses, caffe_tool_losses, log_losses, \
     write_dataset
@@ -16,7 +17,7 @@ from test_trainer import ITERATIONS, assert_same_losses, caffe_tool_losses, log_
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('gpu_trainer')
-    cfg = netgen.small_config()
+    cfg = toy_config()
     lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
              'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
     return root, lists
@@ -24,7 +25,7 @@ def data(tmp_path_factory):
 
 def solver(data, folder, **changes):
     root, lists = data
-    cfg = netgen.small_config()
+    cfg = toy_config()
     for settings in cfg['solver'].values():
         settings.update(max_iter=ITERATIONS, snapshot=ITERATIONS, test_interval=ITERATIONS,
                         test_iter=1, display=1, average_loss=1, **changes.get('solver', {}))
