@@ -3,9 +3,12 @@
 #   build_caffe.sh --key    print the cache key: a hash of everything that changes the build
 #   build_caffe.sh --cmake-flags   print the flags Caffe's CMake gets, one per line
 #   build_caffe.sh PREFIX   fetch, patch, build and install; PREFIX/.complete marks success
+#   build_caffe.sh --source DIR   only fetch and patch, into DIR/src
 # Environment: PYTHON_EXECUTABLE (the venv's python, for NumPy headers), MLIC_JOBS, LOGS,
-#   MLIC_GPU=1  build with CUDA (needs a CUDA toolkit with cuBLAS and cuRAND: nvcc on PATH or
-#               in /usr/local/cuda); the key then starts with "cuda-".
+#   MLIC_GPU=1  build with CUDA, cuDNN and NCCL; the key then starts with "cuda-". The toolkit
+#               (with cuBLAS and cuRAND): MLIC_CUDA_ROOT, else nvcc on PATH or in /usr/local/cuda;
+#               cuDNN and NCCL: MLIC_CUDA_LIBS, else the toolkit, else /usr.
+#   MLIC_CUDA_ARCH="80 90"  only these GPU architectures; MLIC_CUDNN=0, MLIC_NCCL=0  without them
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,16 +24,22 @@ CMAKE_FLAGS=(
   -DBUILD_docs=OFF -DBUILD_matlab=OFF -DBUILD_SHARED_LIBS=ON
 )
 # Volta to Hopper; the newest also as PTX, which the driver compiles for later GPUs. Those
-# the toolkit no longer supports are left out (CUDA 13 dropped Volta).
+# the toolkit no longer supports are left out (CUDA 13 dropped Volta). MLIC_CUDA_ARCH narrows
+# the list to the GPUs at hand ("90", "80 90"), which shortens the build several times.
 CUDA_ARCHS_WANTED=(70 75 80 86 89 90)
+if [ -n "${MLIC_CUDA_ARCH:-}" ]; then read -r -a CUDA_ARCHS_WANTED <<<"$MLIC_CUDA_ARCH"; fi
+
+# The first of FILES that exists, or nothing.
+first_file() { local f; for f in "$@"; do [ -f "$f" ] && { echo "$f"; return 0; }; done; return 0; }
 
 # The CUDA build: Caffe's CMake (FindCUDA) gets an explicit architecture list, since its own
-# lists ("All", "Auto") name architectures that current nvcc rejects. Sets CMAKE_FLAGS,
-# NVCC_VERSION (part of the cache key) and CUDNN_NOTE.
+# lists ("All", "Auto") name architectures that current nvcc rejects, and the cuDNN and NCCL it
+# links by path. Sets CMAKE_FLAGS and NVCC_VERSION (part of the cache key).
 add_cuda_flags() {
-  local nvcc root= dir supported archs=() a
-  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-  [ -x "$nvcc" ] || { echo "build_caffe.sh: MLIC_GPU=1 but no nvcc on PATH or in /usr/local/cuda/bin" >&2; exit 1; }
+  local nvcc root= dir supported archs=() a libs
+  if [ -n "${MLIC_CUDA_ROOT:-}" ]; then nvcc=$MLIC_CUDA_ROOT/bin/nvcc
+  else nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc); fi
+  [ -x "$nvcc" ] || { echo "build_caffe.sh: MLIC_GPU=1 but no nvcc in MLIC_CUDA_ROOT, on PATH or in /usr/local/cuda/bin" >&2; exit 1; }
   # The toolkit root holds include/cuda_runtime.h; nvcc may be a link or a wrapper script.
   for dir in "$(dirname "$nvcc")/.." "$(dirname "$(readlink -f "$nvcc")")/.." /usr/local/cuda; do
     if [ -f "$dir/include/cuda_runtime.h" ]; then root=$(cd "$dir" && pwd); break; fi
@@ -41,24 +50,35 @@ add_cuda_flags() {
     if grep -qx "compute_$a" <<<"$supported"; then archs+=("$a"); fi
   done
   [ ${#archs[@]} -gt 0 ] || { echo "build_caffe.sh: $nvcc supports none of ${CUDA_ARCHS_WANTED[*]}" >&2; exit 1; }
-  # BVLC Caffe's cuDNN layers use the cuDNN 7 API (cudnnGetConvolutionForwardAlgorithm and
-  # others are gone from cuDNN 8), so cuDNN is used only when it is version 7 or older.
-  local cudnn=OFF h major
-  for h in "$root/include/cudnn_version.h" "$root/include/cudnn.h" \
-           /usr/include/cudnn_version.h /usr/include/cudnn.h; do
-    [ -f "$h" ] || continue
+  # cuDNN and NCCL: in MLIC_CUDA_LIBS (setup.sh's wheels), the toolkit, or the system.
+  # BVLC Caffe's cuDNN layers were written for cuDNN 7; caffe_patches/0003 moves them to the
+  # API of cuDNN 8 and 9, so any cuDNN from 7 on is used. MLIC_CUDNN=0 leaves it out.
+  libs=${MLIC_CUDA_LIBS:-$root}
+  local cudnn=(-DUSE_CUDNN=OFF) nccl=(-DUSE_NCCL=OFF) h lib major
+  if [ "${MLIC_CUDNN:-1}" != 0 ]; then
+    h=$(first_file "$libs/include/cudnn_version.h" "$libs/include/cudnn.h" \
+                   /usr/include/cudnn_version.h /usr/include/cudnn.h)
+    lib=$(first_file "$libs/lib/libcudnn.so" "$libs/lib64/libcudnn.so" /usr/lib/x86_64-linux-gnu/libcudnn.so)
+    [ -n "$h" ] && [ -n "$lib" ] ||
+      { echo "build_caffe.sh: no cuDNN (cudnn.h and libcudnn.so) in $libs or /usr; MLIC_CUDNN=0 builds without it" >&2; exit 1; }
     major=$(sed -n 's/^#define CUDNN_MAJOR *\([0-9]*\).*/\1/p' "$h" | head -n1)
-    [ -n "$major" ] || continue
-    if [ "$major" -le 7 ]; then cudnn=ON
-    else CUDNN_NOTE="cuDNN $major found, but BVLC Caffe needs cuDNN 7 or older: building without cuDNN"; fi
-    break
-  done
+    [ "${major:-0}" -ge 7 ] ||
+      { echo "build_caffe.sh: cuDNN ${major:-?} in $h; Caffe needs cuDNN 7 or newer (MLIC_CUDNN=0 builds without it)" >&2; exit 1; }
+    cudnn=(-DUSE_CUDNN=ON "-DCUDNN_INCLUDE=$(dirname "$h")" "-DCUDNN_LIBRARY=$lib")
+  fi
+  if [ "${MLIC_NCCL:-1}" != 0 ]; then
+    h=$(first_file "$libs/include/nccl.h" /usr/include/nccl.h)
+    lib=$(first_file "$libs/lib/libnccl.so" "$libs/lib64/libnccl.so" /usr/lib/x86_64-linux-gnu/libnccl.so)
+    [ -n "$h" ] && [ -n "$lib" ] ||
+      { echo "build_caffe.sh: no NCCL (nccl.h and libnccl.so) in $libs or /usr; MLIC_NCCL=0 builds without it" >&2; exit 1; }
+    nccl=(-DUSE_NCCL=ON "-DNCCL_INCLUDE_DIR=$(dirname "$h")" "-DNCCL_LIBRARIES=$lib")
+  fi
   local IFS=';'
-  CMAKE_FLAGS+=(-DCPU_ONLY=OFF "-DUSE_CUDNN=$cudnn" "-DCUDA_TOOLKIT_ROOT_DIR=$root"
+  CMAKE_FLAGS+=(-DCPU_ONLY=OFF "${cudnn[@]}" "${nccl[@]}" "-DCUDA_TOOLKIT_ROOT_DIR=$root"
                 -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=${archs[*]}" "-DCUDA_ARCH_PTX=${archs[-1]}")
   NVCC_VERSION=$("$nvcc" --version | tail -n1)
 }
-NVCC_VERSION= CUDNN_NOTE=
+NVCC_VERSION=
 if [ "${MLIC_GPU:-0}" = 1 ]; then add_cuda_flags; else CMAKE_FLAGS+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF); fi
 
 key() {
@@ -70,16 +90,23 @@ key() {
     dpkg-query -W libprotobuf-dev libboost-python-dev libhdf5-dev libopenblas-dev \
       libgoogle-glog-dev gcc 2>/dev/null
     echo "$NVCC_VERSION"
+    # The cuDNN and NCCL versions (their paths are in the flags, but not always their versions).
+    for h in "${CMAKE_FLAGS[@]}"; do
+      case $h in -DCUDNN_INCLUDE=*|-DNCCL_INCLUDE_DIR=*)
+        grep -hE '^#define (CUDNN|NCCL)_(MAJOR|MINOR|PATCH)' "${h#*=}"/cudnn_version.h "${h#*=}"/cudnn.h "${h#*=}"/nccl.h 2>/dev/null;;
+      esac
+    done
   } | sha256sum | cut -c1-16
 }
 
 if [ "${1:-}" = --cmake-flags ]; then printf '%s\n' "${CMAKE_FLAGS[@]}"; exit 0; fi
 if [ "${1:-}" = --key ]; then echo "$([ "${MLIC_GPU:-0}" = 1 ] && echo cuda-)$(key)"; exit 0; fi
 PREFIX=${1:?usage: build_caffe.sh --key | PREFIX}
+SOURCE_DIR=
+if [ "$PREFIX" = --source ]; then SOURCE_DIR=${2:?usage: build_caffe.sh --source DIR}; PREFIX=$SOURCE_DIR; fi
 LOGS=${LOGS:-$PREFIX.logs}
 JOBS=${MLIC_JOBS:-$(nproc)}
 mkdir -p "$LOGS" "$(dirname "$PREFIX")"
-if [ -n "$CUDNN_NOTE" ]; then echo "    $CUDNN_NOTE"; fi
 
 exec 3>&1
 stage() {
@@ -154,6 +181,15 @@ install_prefix() {
   # Caffe's CMake quietly falls back to a CPU build when it does not find CUDA.
   if [ "${MLIC_GPU:-0}" = 1 ]; then grep -q 'Caffe_HAVE_CUDA TRUE' "$STAGING/share/Caffe/CaffeConfig.cmake"; fi
 }
+
+# --source DIR: Debian's source with our patches in DIR/src, nothing built (tests read it).
+if [ -n "$SOURCE_DIR" ]; then
+  WORK=$SOURCE_DIR
+  rm -rf "$WORK" && mkdir -p "$WORK"
+  stage fetch fetch_source
+  stage unpack unpack_and_patch
+  exit 0
+fi
 
 WORK=$PREFIX.work
 STAGING=$PREFIX  # CMake bakes the install path into RPATHs and configs: install in place

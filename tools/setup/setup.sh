@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything this project needs, idempotently, in six steps:
+# Installs everything this project needs, idempotently, in seven steps:
 #   system        Debian packages for building Caffe and the plugin
 #   venv          .venv from Debian's python3 (the interpreter libcaffe and the caffe binary link),
 #                 requirements.txt, and our packages mlic and caffe_layers (editable: pyproject.toml)
+#   cuda          MLIC_GPU=1 only: the CUDA 13 toolkit, cuDNN and NCCL from NVIDIA's wheels,
+#                 into the cache (with MLIC_CUDA_ROOT: cuDNN and NCCL only)
 #   caffe         BVLC Caffe from Debian's source package, built into a cache outside the repo
 #   cuda-headers  when nvcc is on PATH but its toolkit lacks cuBLAS and cuRAND (CI): their
 #                 headers, from NVIDIA's wheels, for the plugin's CUDA compile check
@@ -10,11 +12,15 @@
 #   openblas      build/openblas.env: the OpenBLAS kernels to use where OpenBLAS does not know
 #                 the CPU (tools/mlic/openblas.py)
 #
-# Usage: tools/setup/setup.sh [--check] [system|venv|caffe|cuda-headers|plugin|openblas|all]...
+# Usage: tools/setup/setup.sh [--check] [system|venv|cuda|caffe|cuda-headers|plugin|openblas|all]...
 #   --check  change nothing; exit 0 when every step is already done, 1 otherwise.
 # Environment:
-#   MLIC_GPU=1       build Caffe with CUDA (needs a CUDA toolkit with cuBLAS and cuRAND) and
-#                    the plugin with its kernels; set it for every setup run on that machine
+#   MLIC_GPU=1       build Caffe with CUDA, cuDNN and NCCL, and the plugin with its kernels;
+#                    set it for every setup run on that machine
+#   MLIC_CUDA_ARCH   with MLIC_GPU=1: the GPU architectures to build for, e.g. "90" or "80 90"
+#                    (default: Volta to Hopper, less those the toolkit lacks)
+#   MLIC_CUDNN=0     with MLIC_GPU=1: Caffe without cuDNN (its own CUDA convolutions)
+#   MLIC_CUDA_ROOT   with MLIC_GPU=1: a CUDA 12 or 13 toolkit to use instead of the wheels'
 #   CAFFE_ROOT       use an existing BVLC Caffe (CMake install prefix or build directory,
 #                    CPU or CUDA) instead of building ours
 #   MLIC_CACHE_DIR   where Caffe builds are kept (default ~/.cache/mlic-kd-wsd)
@@ -31,6 +37,18 @@ CACHE=${MLIC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlic-kd-wsd}
 JOBS=${MLIC_JOBS:-$(nproc)}
 CHECK=0
 PENDING=()
+
+# The CUDA toolkit of MLIC_GPU=1 builds, from NVIDIA's wheels: nvcc (a complete toolchain only
+# from 13.x on), the runtime, cuBLAS, cuRAND, and the cuDNN and NCCL that Caffe uses. They go
+# into one directory laid out as a toolkit (tools/setup/cuda_wheels.py).
+CUDA_TOOLKIT_WHEELS=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88
+                     nvidia-cuda-cccl==13.0.85 nvidia-cuda-runtime==13.0.96
+                     nvidia-cublas==13.1.2.11 nvidia-curand==10.4.0.35)
+# cuDNN and NCCL for the CUDA major version: with the toolkit above, or with the user's own
+# toolkit (MLIC_CUDA_ROOT, e.g. CUDA 12 from NVIDIA's image for drivers older than R580).
+CUDA_LIBRARY_WHEELS_13=(nvidia-cudnn-cu13==9.28.1.4 nvidia-nccl-cu13==2.28.9)
+CUDA_LIBRARY_WHEELS_12=(nvidia-cudnn-cu12==9.17.1.4 nvidia-nccl-cu12==2.28.9)
+wheel_dir_hash() { echo "$*" | sha256sum | cut -c1-12; }
 
 # cuBLAS and cuRAND headers for CUDA 13's nvcc (the wheels keep them in nvidia/cu13/include).
 CUDA_HEADER_WHEELS=(nvidia-cublas==13.10.0.20 nvidia-curand==10.4.5.25)
@@ -137,6 +155,11 @@ step_caffe() {
     return
   fi
   local key prefix
+  if [ "${MLIC_GPU:-0}" = 1 ]; then
+    cuda_locations
+    [ -f "$CUDA_LIBS/.complete" ] || { [ $CHECK = 1 ] && { pending "caffe (the cuda step comes first)"; return; }; fail "run the cuda step first"; }
+    export MLIC_CUDA_ROOT=$CUDA_ROOT MLIC_CUDA_LIBS=$CUDA_LIBS
+  fi
   key=$("$SETUP_DIR/build_caffe.sh" --key)
   prefix=$CACHE/caffe-$key
   if [ -f "$prefix/.complete" ]; then
@@ -190,7 +213,58 @@ cuda_toolkit_include() {
   done
 }
 
+# Where the CUDA toolkit of a MLIC_GPU=1 build is: MLIC_CUDA_ROOT, or the one made from the
+# wheels. Sets CUDA_ROOT, CUDA_LIBRARY_WHEELS (cuDNN and NCCL for its CUDA major version) and
+# CUDA_LIBS (where those are unpacked: the wheel toolkit itself, or a directory of their own).
+cuda_locations() {
+  local major
+  if [ -n "${MLIC_CUDA_ROOT:-}" ]; then
+    CUDA_ROOT=$MLIC_CUDA_ROOT
+    [ -x "$CUDA_ROOT/bin/nvcc" ] || fail "MLIC_CUDA_ROOT=$CUDA_ROOT has no bin/nvcc"
+    major=$("$CUDA_ROOT/bin/nvcc" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+    case $major in
+      12) CUDA_LIBRARY_WHEELS=("${CUDA_LIBRARY_WHEELS_12[@]}") ;;
+      13) CUDA_LIBRARY_WHEELS=("${CUDA_LIBRARY_WHEELS_13[@]}") ;;
+      *) fail "MLIC_CUDA_ROOT=$CUDA_ROOT is CUDA '$major'; cuDNN and NCCL wheels are set for 12 and 13" ;;
+    esac
+    CUDA_LIBS=$CACHE/cuda-libs-$(wheel_dir_hash "${CUDA_LIBRARY_WHEELS[*]}")
+  else
+    CUDA_LIBRARY_WHEELS=("${CUDA_LIBRARY_WHEELS_13[@]}")
+    CUDA_ROOT=$CACHE/cuda-13.0-$(wheel_dir_hash "${CUDA_TOOLKIT_WHEELS[*]} ${CUDA_LIBRARY_WHEELS[*]}")
+    CUDA_LIBS=$CUDA_ROOT
+  fi
+}
+
+# Downloads wheels and unpacks them into DEST (DEST/.complete marks success).
+unpack_wheels() {
+  local dest=$1; shift
+  local work=$dest.work
+  rm -rf "$work" "$dest"
+  logged cuda-download "$VENV/bin/python" -m pip download --disable-pip-version-check \
+    --no-deps --only-binary=:all: --dest "$work" "$@"
+  logged cuda-unpack "$VENV/bin/python" "$SETUP_DIR/cuda_wheels.py" "$work" "$dest"
+  rm -rf "$work"
+  date -u +%FT%TZ >"$dest/.complete"
+}
+
+# MLIC_GPU=1 only: the CUDA toolkit (unless MLIC_CUDA_ROOT names one) with cuDNN and NCCL.
+step_cuda() {
+  if [ "${MLIC_GPU:-0}" != 1 ]; then say "cuda: not needed (CPU build; MLIC_GPU=1 for CUDA)"; return; fi
+  cuda_locations
+  if [ -f "$CUDA_LIBS/.complete" ]; then say "cuda: cached in $CUDA_LIBS"; return; fi
+  [ $CHECK = 1 ] && { pending "cuda (none in $CUDA_LIBS)"; return; }
+  [ -x "$VENV/bin/python" ] || fail "run the venv step first"
+  if [ -n "${MLIC_CUDA_ROOT:-}" ]; then
+    say "cuda: toolkit $CUDA_ROOT; fetching ${CUDA_LIBRARY_WHEELS[*]} into $CUDA_LIBS"
+    unpack_wheels "$CUDA_LIBS" "${CUDA_LIBRARY_WHEELS[@]}"
+  else
+    say "cuda: fetching the CUDA 13 toolkit, cuDNN and NCCL from NVIDIA's wheels (about 1.5 GB, 2.1 GB unpacked) into $CUDA_ROOT"
+    unpack_wheels "$CUDA_ROOT" "${CUDA_TOOLKIT_WHEELS[@]}" "${CUDA_LIBRARY_WHEELS[@]}"
+  fi
+}
+
 step_cuda_headers() {
+  if [ "${MLIC_GPU:-0}" = 1 ]; then say "cuda-headers: not needed (the cuda step's toolkit has them)"; return; fi
   local inc; inc=$(cuda_toolkit_include)
   if [ -z "$inc" ]; then
     say "cuda-headers: no nvcc on PATH; the plugin's CUDA compile check will be off"; return
@@ -234,6 +308,12 @@ step_plugin() {
   [ -f "$CUDA_HEADERS/.complete" ] && headers=$CUDA_HEADERS/include
   local args=(-DCMAKE_BUILD_TYPE=Release -DCaffe_DIR="$CAFFE_CMAKE_DIR"
               -DPython3_EXECUTABLE="$VENV/bin/python" -DMLIC_CUDA_LIBRARY_INCLUDE_DIR="$headers")
+  # The kernels with the toolkit Caffe was built with, for the same architectures.
+  if [ "${MLIC_GPU:-0}" = 1 ] && [ -z "${CAFFE_ROOT:-}" ]; then
+    cuda_locations
+    args+=(-DCMAKE_CUDA_COMPILER="$CUDA_ROOT/bin/nvcc" -DCUDAToolkit_ROOT="$CUDA_ROOT")
+    [ -n "${MLIC_CUDA_ARCH:-}" ] && args+=("-DMLIC_CUDA_ARCHS_WANTED=${MLIC_CUDA_ARCH// /;}")
+  fi
   # Configure again when the arguments change (another Caffe, the CUDA headers arrived).
   local configured=0
   [ -f "$dir/CMakeCache.txt" ] && [ "$(cat "$dir/.configure-args" 2>/dev/null)" = "${args[*]}" ] && configured=1
@@ -275,13 +355,13 @@ steps=()
 for a in "$@"; do
   case $a in
     --check) CHECK=1 ;;
-    system|venv|caffe|cuda-headers|plugin|openblas) steps+=("$a") ;;
-    all) steps+=(system venv caffe cuda-headers plugin openblas) ;;
+    system|venv|cuda|caffe|cuda-headers|plugin|openblas) steps+=("$a") ;;
+    all) steps+=(system venv cuda caffe cuda-headers plugin openblas) ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) fail "unknown argument '$a' (see --help)" ;;
   esac
 done
-[ ${#steps[@]} = 0 ] && steps=(system venv caffe cuda-headers plugin openblas)
+[ ${#steps[@]} = 0 ] && steps=(system venv cuda caffe cuda-headers plugin openblas)
 for s in "${steps[@]}"; do "step_${s//-/_}"; done
 if [ $CHECK = 1 ]; then
   [ ${#PENDING[@]} = 0 ] && { say "setup: nothing to do"; exit 0; }
