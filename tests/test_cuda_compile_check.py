@@ -5,6 +5,7 @@ never linked (CMake option MLIC_CUDA_COMPILE_CHECK); with a CUDA Caffe they go i
 """
 import glob
 import os
+import re
 import shutil
 import subprocess
 
@@ -53,3 +54,38 @@ def test_every_cu_source_was_compiled_as_gpu_code():
         symbols = subprocess.run(['nm', '-C', '--defined-only', obj], stdout=subprocess.PIPE,
                                  text=True, check=True).stdout
         assert '_gpu(' in symbols, '%s defines no Forward_gpu/Backward_gpu' % obj
+
+
+def shared_libraries(path):
+    """ldd's answer for PATH: {soname: resolved path or 'not found'}."""
+    out = subprocess.run(['ldd', path], stdout=subprocess.PIPE, text=True, check=True).stdout
+    libs = {}
+    for line in out.splitlines():
+        name, arrow, where = line.strip().partition(' => ')
+        if arrow:
+            libs[name] = where.split(' (')[0]
+    return libs
+
+
+def test_plugin_links_the_cuda_libraries_only_in_a_cuda_build():
+    """With a CUDA Caffe the plugin and libcaffe find the CUDA runtime and cuBLAS (and Caffe its
+    cuDNN and NCCL when built with them) through their RPATHs, no LD_LIBRARY_PATH needed; a
+    CPU build links none of them."""
+    plugin = os.path.join(BUILD, 'lib', 'libmlic_layers.so')
+    libs = shared_libraries(plugin)
+    cuda = [n for n in libs if n.startswith(('libcudart', 'libcublas', 'libcurand'))]
+    if not cmake_cache()['MLIC_CUDA_STATUS'].startswith('kernels'):
+        assert not cuda, cuda
+        return
+    assert {n.split('.so')[0] for n in cuda} >= {'libcudart', 'libcublas', 'libcurand'}, libs
+    caffe = [p for n, p in libs.items() if n.startswith('libcaffe')]
+    assert caffe, libs
+    needed = dict(libs, **shared_libraries(caffe[0]))
+    missing = {n: p for n, p in needed.items() if p == 'not found'}
+    assert not missing, missing
+    with open(os.path.join(BUILD, 'CMakeCache.txt')) as f:
+        caffe_dir = re.search(r'^Caffe_DIR:PATH=(.*)$', f.read(), re.M).group(1)
+    with open(os.path.join(caffe_dir, 'CaffeConfig.cmake')) as f:
+        config = f.read()
+    if re.search(r'set\(Caffe_HAVE_CUDNN TRUE\)', config):
+        assert any(n.startswith('libcudnn') for n in needed), needed
