@@ -47,7 +47,7 @@ CUDA_TOOLKIT_WHEELS=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-n
 # cuDNN and NCCL for the CUDA major version: with the toolkit above, or with the user's own
 # toolkit (MLIC_CUDA_ROOT, e.g. CUDA 12 from NVIDIA's image for drivers older than R580).
 CUDA_LIBRARY_WHEELS_13=(nvidia-cudnn-cu13==9.28.1.4 nvidia-nccl-cu13==2.28.9)
-CUDA_LIBRARY_WHEELS_12=(nvidia-cudnn-cu12==9.17.1.4 nvidia-nccl-cu12==2.28.9)
+CUDA_LIBRARY_WHEELS_12=(nvidia-cudnn-cu12==9.28.0.42 nvidia-nccl-cu12==2.28.9)
 wheel_dir_hash() { echo "$*" | sha256sum | cut -c1-12; }
 
 # cuBLAS and cuRAND headers for CUDA 13's nvcc (the wheels keep them in nvidia/cu13/include).
