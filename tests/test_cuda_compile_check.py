@@ -89,7 +89,7 @@ def test_plugin_links_the_cuda_libraries_only_in_a_cuda_build():
     missing = {n: p for n, p in needed.items() if p == 'not found'}
     assert not missing, missing
     with open(os.path.join(BUILD, 'CMakeCache.txt')) as f:
-        caffe_dir = re.search(r'^Caffe_DIR:PATH=(.*)$', f.read(), re.M).group(1)
+        caffe_dir = re.search(r'^Caffe_DIR:\w+=(.*)$', f.read(), re.M).group(1)
     with open(os.path.join(caffe_dir, 'CaffeConfig.cmake')) as f:
         config = f.read()
     if re.search(r'set\(Caffe_HAVE_CUDNN TRUE\)', config):
