@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from mlic.paths import ROOT
 
 BUILD_CAFFE = os.path.join(ROOT, 'tools', 'setup', 'build_caffe.sh')
 PATCHES = sorted(glob.glob(os.path.join(ROOT, 'tools', 'setup', 'caffe_patches', '*.patch')))
