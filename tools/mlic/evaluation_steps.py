@@ -88,4 +88,10 @@ class Evaluation(object):
         results = self.run_results_step(step, make, 'the students on the test split')
         results['folder'] = step.dir
         results['logs'] = {name: os.path.join(s.dir, 'train.log') for name, s in trained.items()}
+        # Each student training's validation history (a run with a validation split): which
+        # snapshot it kept, for the table's note.
+        from mlic import converged
+        summaries = {name: converged.summary_of(trained[name].dir) for name in students}
+        if any(summaries.values()):
+            results['validation'] = {name: s for name, s in summaries.items() if s}
         return results

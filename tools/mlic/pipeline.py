@@ -14,7 +14,7 @@ import functools
 import os
 import time
 
-from mlic import caffe_train, devices, run_config, sources
+from mlic import caffe_train, converged, devices, run_config, sources
 from mlic.net_settings import net_config  # noqa: F401  (the pipeline's API)
 from mlic.report import BASELINE_TRAININGS, TRAININGS  # noqa: F401
 from mlic.run_config import ConfigError, load_config  # noqa: F401
@@ -30,6 +30,8 @@ STEP_HELP = (
     ('pretrain', "demo: the ImageNet stand-in ([pretrain]): the student net trained on "
                  'object-centric images; without fc8 it initialises every net'),
     ('datalists', "your data: the [datalists] checked line by line, fingerprinted by content"),
+    ('validation_split', 'with validation set: the train list split into train\' and a '
+                         'validation list (never the test list)'),
     ('nets', 'per seed: the nets and solvers (tools/mlic/netgen.py), one copy per training'),
     ('teacher', 'the WSDDN teacher, trained on image labels'),
     ('teacher_targets', 'with nets.soft_targets or nets.roi_targets = "precomputed": the '
@@ -79,6 +81,13 @@ def add_run_arguments(parser):
     parser.add_argument('--budget', choices=('schedules', 'equal'),
                         help='"equal": every student row sees as many images as stage 1 + '
                              'stage 2 (default: the config\'s budget)')
+    parser.add_argument('--validation', type=float,
+                        help='fraction of the train list held out as the validation split '
+                             '(default: the config\'s validation, else none)')
+    parser.add_argument('--schedule', choices=('fixed', 'converged'),
+                        help='"converged": each student until its validation mAP stops rising, '
+                             'then its best snapshot (docs/converged.md; default: the config\'s '
+                             'schedule)')
     parser.add_argument('--print-config', action='store_true',
                         help='print every setting the run would use, with where it comes from '
                              '(the config file, the nets\' preset or the default), and exit')
@@ -95,6 +104,10 @@ def run_overrides(args):
         overrides['baselines'] = [b.strip() for b in args.baselines.split(',') if b.strip()]
     if getattr(args, 'budget', None) is not None:
         overrides['budget'] = args.budget
+    if getattr(args, 'validation', None) is not None:
+        overrides['validation'] = args.validation
+    if getattr(args, 'schedule', None) is not None:
+        overrides['schedule'] = args.schedule
     return overrides
 
 
@@ -117,6 +130,7 @@ class Pipeline(object):
         else:
             folder = os.path.abspath(os.path.join(self.root, self.config['folder']))
         devices.check_gpus(self.config['gpus'], self.where)
+        converged.check(self.config, self.where)
         self.work = Workspace(folder, self.config['jobs'], progress)
         self.folder = folder
         self.source = sources.source_of(self.config, self.work, self.root)
@@ -146,7 +160,10 @@ class Pipeline(object):
         write_effective_config(self.config, self.folder)
         shared = self.source.steps()
         done = run_graph(shared, list(shared), self.work.jobs, order=list(shared).index)
-        seed_steps = SeedSteps(self.work, self.config, self.source.dataset(done),
+        dataset = self.source.dataset(done)
+        if self.config.get('validation') is not None:
+            dataset = converged.split_dataset(self.work, dataset, self.config)
+        seed_steps = SeedSteps(self.work, self.config, dataset,
                                self.source.init(done), self.source.user_data, self.root)
         targets = ['evaluate'] if 'report' in steps else [s for s in steps if s in SEED_STEPS]
         done = run_seeds(seed_steps, seeds, targets, self.work.jobs) if targets else {}

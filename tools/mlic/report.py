@@ -50,6 +50,7 @@ def write_report(folder, seeds, per_seed, test, classes, timings=(), config_path
         lines += ['', 'Training budget per row (budget "%s"; iterations x train batch, images '
                   'through the student):' % name, '']
         lines += ['- %s: %s' % (label, texts[row]) for row, label in students if row in texts]
+    lines += validation_notes(seeds, per_seed, students)
     top3_figure(first, test, classes, os.path.join(folder, 'top3_examples.png'))
     if 'teacher_detection' in first:
         lines += ['', 'Teacher detection on the test split (seed %d): VOC07 mAP@0.5 %.1f, '
@@ -67,6 +68,33 @@ def write_report(folder, seeds, per_seed, test, classes, timings=(), config_path
     with open(markdown) as f:
         print(f.read())
     return table
+
+
+def validation_notes(seeds, per_seed, students):
+    """Under the table: each student row's snapshot and its validation mAP per seed (a run with
+    a validation split; docs/converged.md)."""
+    if not any('validation' in results for results in per_seed):
+        return []
+    lines = ['', 'Snapshots by validation mAP (the validation split is held out of the train '
+             'list; iteration kept, its validation mAP, how the training stopped):', '']
+    for row, label in students:
+        parts = []
+        for seed, results in zip(seeds, per_seed):
+            summary = results.get('validation', {}).get(row)
+            if not summary:
+                continue
+            history = summary['mAP']
+            picked = summary['picked']
+            if picked is None:  # fixed schedule: the last snapshot is the one tested
+                picked = max(int(i) for i in history)
+            text = 'seed %d: iteration %d, val mAP %.1f' % (seed, picked,
+                                                           100 * history[str(picked)])
+            if summary.get('stopped'):
+                text += ' (%s)' % summary['stopped']
+            parts.append(text)
+        if parts:
+            lines.append('- %s: %s' % (label, '; '.join(parts)))
+    return lines
 
 
 def table_warnings(seeds, per_seed, classes):

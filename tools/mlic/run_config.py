@@ -90,6 +90,22 @@ SCHEMA = {
         Key('budget', choice('schedules', 'equal'), 'schedules', '"schedules": each training '
             'as its solver says; "equal": every student row sees as many images as stage 1 + '
             'stage 2 (tools/mlic/budget.py)'),
+        Key('validation', NUMBER, None, 'fraction of the train list held out of every training '
+            'as a validation split (e.g. 0.1; unset: none); every snapshot of each student is '
+            'evaluated on it (docs/converged.md)'),
+        Key('validation_seed', WHOLE, 0, 'seed of the validation split (stratified by each '
+                                         "image's rarest label)"),
+        Key('schedule', choice('fixed', 'converged'), 'fixed', '"fixed": each training as its '
+            'solver says; "converged": each student until its validation mAP stops rising, '
+            'then its best snapshot (needs validation; docs/converged.md)'),
+        Key('converged_every', POSITIVE, 200, 'converged: iterations between two evaluations '
+                                              'on the validation split'),
+        Key('converged_patience', POSITIVE, 3, 'converged: stop after this many evaluations '
+                                               'in a row without a rise of the best'),
+        Key('converged_delta', NUMBER, 0.2, 'converged: a rise counts when the best '
+                                            'validation mAP grows by more than this (mAP points)'),
+        Key('converged_max_factor', POSITIVE, 4, "converged: never more than this x the "
+                                                 "training's own max_iter"),
     ],
     'datalists': [
         Key('train', TEXT, REQUIRED, 'complete train datalist: image, labels, proposals '

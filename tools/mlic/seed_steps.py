@@ -12,11 +12,11 @@ import shutil
 import subprocess
 import sys
 
-from mlic import budget, devices, evaluation_steps
+from mlic import budget, converged, devices, evaluation_steps
 from mlic.net_settings import net_config
 from mlic.report import BASELINE_TRAININGS, TRAININGS
 from mlic.run_config import ConfigError
-from mlic.steps import fingerprint
+from mlic.steps import fingerprint, log
 
 SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
               'stage2_only', 'fitnets_hint', 'fitnets', 'attention', 'teacher_eval', 'evaluate')
@@ -151,11 +151,16 @@ class SeedSteps(object):
         max_iter and steps); they enter the key."""
         from mlic import caffe_train
         fields = dict(solver_fields or {})
+        validated = 'val' in self.data.datalists and name in converged.VALIDATED
+        rule = (converged.rule_of(self.config)
+                if validated and self.config.get('schedule') == 'converged' else None)
         step = self.work.step(name, [s.key for s in after],
                               self.files_key(nets, kind + '_train', kind + '_solver'),
                               *([sorted(fields.items())] if fields else []),
+                              *([tuple(rule)] if rule else []),
                               folder=nets.folder)
         solver_path = nets.files[kind + '_solver']
+        iters = fields.get('max_iter', caffe_train.read_solver(solver_path).max_iter)
 
         def body(step):
             from google.protobuf import text_format
@@ -168,17 +173,43 @@ class SeedSteps(object):
                     setattr(solver, key, value)
             solver.snapshot_prefix = os.path.join(step.dir, 'snap')
             local_solver = os.path.join(step.dir, 'solver.prototxt')
-            with open(local_solver, 'w') as f:
-                f.write(text_format.MessageToString(solver))
+
+            def write_solver(max_iter=None, snapshot=None):
+                if max_iter is not None:
+                    solver.max_iter, solver.snapshot = max_iter, snapshot
+                with open(local_solver, 'w') as f:
+                    f.write(text_format.MessageToString(solver))
+            write_solver()
             weights = init(step) if init else None
-            final = devices.train(local_solver, os.path.join(step.dir, 'train.log'), self.gpus,
-                                  weights=weights, label='%s s%d' % (name, nets.seed),
-                                  progress=self.work.training_progress(), cwd=step.dir,
-                                  env=self.work.training_env())
-            shutil.copyfile(final, os.path.join(step.dir, 'final.caffemodel'))
-        iters = fields.get('max_iter', caffe_train.read_solver(solver_path).max_iter)
-        self.work.run_step(step, body, 'training %s for %d iterations (seed %d)'
-                           % (kind, iters, nets.seed))
+
+            def run_training():
+                return devices.train(local_solver, os.path.join(step.dir, 'train.log'),
+                                     self.gpus, weights=weights,
+                                     label='%s s%d' % (name, nets.seed),
+                                     progress=self.work.training_progress(), cwd=step.dir,
+                                     env=self.work.training_env())
+            final = os.path.join(step.dir, 'final.caffemodel')
+            if not validated:
+                shutil.copyfile(run_training(), final)
+                return
+            validation = converged.Validation(step.dir, nets.files['student_deploy'],
+                                              self.data.datalists['val'], nets.cfg,
+                                              self.data.root_folder, self.gpus)
+            if rule:
+                picked, why, kept = converged.train_converged(
+                    write_solver, run_training, validation, iters, rule,
+                    log=lambda text: log('%-15s %s' % (name, text)))
+                shutil.copyfile(kept, final)
+            else:
+                shutil.copyfile(run_training(), final)
+                validation.evaluate_all()
+                validation.write()
+        if rule:
+            describe = ('training %s until its validation mAP stops rising, at most %d '
+                        'iterations (seed %d)' % (kind, converged.cap_of(iters, rule), nets.seed))
+        else:
+            describe = 'training %s for %d iterations (seed %d)' % (kind, iters, nets.seed)
+        self.work.run_step(step, body, describe)
         return Trained(step.key, step.dir, os.path.join(step.dir, 'final.caffemodel'))
 
     def teacher_targets(self, nets, teacher):
