@@ -233,14 +233,14 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
     err = capfd.readouterr().err
     assert 'until its validation mAP stops rising' in err
     folder = tmp_path / 'run'
-    split = json.loads((folder / 'validation_split' / 'split.json').read_text())
+    split = json.loads((folder / 'val_split' / 'split.json').read_text())
     assert split == dict(split, train=12, val=4, fraction=0.25)
-    val_lines = set((folder / 'validation_split' / 'val.txt').read_text().splitlines())
+    val_lines = set((folder / 'val_split' / 'val.txt').read_text().splitlines())
     assert not val_lines & set(open(toy_lists['test']).read().splitlines())
     assert open(toy_lists['test']).read() == test_before
     # The nets train on train' only.
     net = (folder / 'seed1' / 'nets' / 'wsddn' / 'train.prototxt').read_text()
-    assert str(folder / 'validation_split' / 'train.txt') in net
+    assert str(folder / 'val_split' / 'train.txt') in net
     evaluated = json.loads((folder / 'seed1' / 'evaluate' / 'results.json').read_text())
     for step in converged.VALIDATED[:4]:
         summary = json.loads((folder / 'seed1' / step / 'validation.json').read_text())

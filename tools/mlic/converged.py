@@ -261,13 +261,13 @@ def train_converged(write_solver, run_training, validation, base_max_iter, rule,
 
 
 def split_dataset(work, dataset, config):
-    """The step `validation_split`: `dataset` (sources.Dataset) with its train list split into
+    """The step `val_split`: `dataset` (sources.Dataset) with its train list split into
     train' (datalists 'train') and the validation list (datalists 'val'); the test list is
     untouched. Its key chains the dataset's with the fraction and the seed, so that every step
     after it reruns when they change."""
     from mlic import converters
     fraction, seed = config['validation'], config['validation_seed']
-    step = work.step('validation_split', dataset.key, fraction, seed)
+    step = work.step('val_split', dataset.key, fraction, seed)
     classes = converters.read_classes(dataset.classes_file)
 
     def body(step):

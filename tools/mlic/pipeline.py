@@ -30,8 +30,8 @@ STEP_HELP = (
     ('pretrain', "demo: the ImageNet stand-in ([pretrain]): the student net trained on "
                  'object-centric images; without fc8 it initialises every net'),
     ('datalists', "your data: the [datalists] checked line by line, fingerprinted by content"),
-    ('validation_split', 'with validation set: the train list split into train\' and a '
-                         'validation list (never the test list)'),
+    ('val_split', 'with validation set: the train list split into train\' and a validation '
+                  'list (never the test list; docs/converged.md)'),
     ('nets', 'per seed: the nets and solvers (tools/mlic/netgen.py), one copy per training'),
     ('teacher', 'the WSDDN teacher, trained on image labels'),
     ('teacher_targets', 'with nets.soft_targets or nets.roi_targets = "precomputed": the '
