@@ -224,7 +224,7 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
                  image_size=SIZE)
     config.write_text(
         'folder = "%s"\nseeds = [1]\nconverged_every = 2\nconverged_patience = 1\n'
-        'converged_delta = 0.0\nconverged_max_factor = 2\n[datalists]\n%s%s'
+        'converged_delta = 0.0\nconverged_cap = 2\n[datalists]\n%s%s'
         % (tmp_path / 'run', ''.join('%s = %s\n' % (k, json.dumps(v)) for k, v in lists.items()),
            TOY_NETS))
     test_before = open(toy_lists['test']).read()

@@ -48,7 +48,7 @@ def check(config, where):
 def rule_of(config):
     """The Rule of a checked config; converged_delta is in mAP points (of 100)."""
     return Rule(config['converged_every'], config['converged_patience'],
-                config['converged_delta'] / 100.0, config['converged_max_factor'])
+                config['converged_delta'] / 100.0, config['converged_cap'])
 
 
 # ---- the split

@@ -104,8 +104,8 @@ SCHEMA = {
                                                'in a row without a rise of the best'),
         Key('converged_delta', NUMBER, 0.2, 'converged: a rise counts when the best '
                                             'validation mAP grows by more than this (mAP points)'),
-        Key('converged_max_factor', POSITIVE, 4, "converged: never more than this x the "
-                                                 "training's own max_iter"),
+        Key('converged_cap', POSITIVE, 4, "converged: at most this x the training's own "
+                                          'max_iter iterations'),
     ],
     'datalists': [
         Key('train', TEXT, REQUIRED, 'complete train datalist: image, labels, proposals '
