@@ -241,6 +241,8 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
     # The nets train on train' only.
     net = (folder / 'seed1' / 'nets' / 'wsddn' / 'train.prototxt').read_text()
     assert str(folder / 'val_split' / 'train.txt') in net
+    # ... and their TEST phase during training reads the validation list, not the test list.
+    assert str(folder / 'val_split' / 'val.txt') in net and toy_lists['test'] not in net
     evaluated = json.loads((folder / 'seed1' / 'evaluate' / 'results.json').read_text())
     for step in converged.VALIDATED[:4]:
         summary = json.loads((folder / 'seed1' / step / 'validation.json').read_text())

@@ -95,7 +95,12 @@ class SeedSteps(object):
         step = self.work.step('nets', self.data.key, cfg, *inputs, folder=folder)
 
         def body(step):
-            paths = netgen.write_nets(step.dir, cfg, datalists=self.data.datalists,
+            # With a validation split, the TEST phase that caffe runs during training reads
+            # the validation list: nothing seen while training comes from the test split.
+            datalists = self.data.datalists
+            if 'val' in datalists:
+                datalists = dict(datalists, test=datalists['val'])
+            paths = netgen.write_nets(step.dir, cfg, datalists=datalists,
                                       root_folder=self.data.root_folder,
                                       snapshot_dir=os.path.join(step.dir, 'snapshots'))
             if self.init.weights:
