@@ -244,7 +244,7 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
     assert str(folder / 'val_split' / 'train.txt') in net
     # ... and their TEST phase during training reads the validation list, not the test list.
     assert str(folder / 'val_split' / 'val.txt') in net and toy_lists['test'] not in net
-    evaluated = json.loads((folder / 'seed1' / 'evaluate' / 'results.json').read_text())
+    picked = {}
     for step in converged.VALIDATED[:4]:
         summary = json.loads((folder / 'seed1' / step / 'validation.json').read_text())
         history = {int(i): v for i, v in summary['mAP'].items()}
@@ -255,9 +255,17 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
         assert kept == (folder / 'seed1' / step /
                         ('snap_iter_%d.caffemodel' % summary['picked'])).read_bytes()
         assert (folder / 'seed1' / step / 'validation.md').exists()
-        assert evaluated['validation'][step]['picked'] == summary['picked']
+        picked[step] = summary['picked']
     # The teacher and stage 1 keep their schedules: no validation of them.
     assert not (folder / 'seed1' / 'teacher' / 'validation.json').exists()
     markdown = (folder / 'results.md').read_text()
     assert 'Snapshots by validation mAP' in markdown
-    assert '- Student w/o KD: seed 1: iteration' in markdown
+    for step, label in (('student', 'Student w/o KD'), ('stage2', 'Student w/ KD')):
+        assert '- %s: seed 1: iteration %d, val mAP' % (label, picked[step]) in markdown
+
+    # A rerun resumes: every step is done already, no snapshot is evaluated again.
+    assert run_pipeline.main(['--config', str(config), '--schedule', 'converged',
+                              '--validation', '0.25']) == 0
+    again = capfd.readouterr().err
+    assert 'training' not in again and 'validation mAP' not in again.replace(
+        'Snapshots by validation mAP', '')

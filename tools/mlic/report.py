@@ -76,7 +76,9 @@ def validation_notes(seeds, per_seed, students):
     if not any('validation' in results for results in per_seed):
         return []
     lines = ['', 'Snapshots by validation mAP (the validation split is held out of the train '
-             'list; iteration kept, its validation mAP, how the training stopped):', '']
+             'list; iteration kept, its validation mAP, how the training stopped; under the '
+             'converged schedule a row\'s last training ran until it stopped, not for the '
+             'budget above):', '']
     for row, label in students:
         parts = []
         for seed, results in zip(seeds, per_seed):
