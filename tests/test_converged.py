@@ -217,7 +217,7 @@ def toy_lists(tmp_path_factory):
     return lists
 
 
-@pytest.mark.e2e  # trains every net of the method at toy size
+@pytest.mark.e2e  # trains every net of the method and the baselines at toy size
 def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_path, capfd):
     config = tmp_path / 'toy.toml'
     lists = dict(train=toy_lists['train'], test=toy_lists['test'], bbox_num=BBOX_NUM,
@@ -228,8 +228,9 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
         % (tmp_path / 'run', ''.join('%s = %s\n' % (k, json.dumps(v)) for k, v in lists.items()),
            TOY_NETS))
     test_before = open(toy_lists['test']).read()
-    assert run_pipeline.main(['--config', str(config), '--schedule', 'converged',
-                              '--validation', '0.25']) == 0
+    run = ['--config', str(config), '--schedule', 'converged', '--validation', '0.25',
+           '--baselines', 'fitnets,attention']
+    assert run_pipeline.main(run) == 0
     err = capfd.readouterr().err
     assert 'until its validation mAP stops rising' in err
     folder = tmp_path / 'run'
@@ -245,7 +246,7 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
     # ... and their TEST phase during training reads the validation list, not the test list.
     assert str(folder / 'val_split' / 'val.txt') in net and toy_lists['test'] not in net
     picked = {}
-    for step in converged.VALIDATED[:4]:
+    for step in converged.VALIDATED:  # the students, the ablations and the baselines
         summary = json.loads((folder / 'seed1' / step / 'validation.json').read_text())
         history = {int(i): v for i, v in summary['mAP'].items()}
         # every 2 iterations, stopped by the rule (patience 1) or at the cap of 8
@@ -256,16 +257,17 @@ def test_converged_toy_run_keeps_the_best_snapshot_by_validation(toy_lists, tmp_
                         ('snap_iter_%d.caffemodel' % summary['picked'])).read_bytes()
         assert (folder / 'seed1' / step / 'validation.md').exists()
         picked[step] = summary['picked']
-    # The teacher and stage 1 keep their schedules: no validation of them.
-    assert not (folder / 'seed1' / 'teacher' / 'validation.json').exists()
+    # The teacher, stage 1 and the hint stage keep their schedules: no validation of them.
+    for step in ('teacher', 'stage1', 'fitnets_hint'):
+        assert not (folder / 'seed1' / step / 'validation.json').exists(), step
     markdown = (folder / 'results.md').read_text()
     assert 'Snapshots by validation mAP' in markdown
-    for step, label in (('student', 'Student w/o KD'), ('stage2', 'Student w/ KD')):
+    for step, label in (('student', 'Student w/o KD'), ('stage2', 'Student w/ KD'),
+                        ('fitnets', 'FitNets'), ('attention', 'Attention transfer')):
         assert '- %s: seed 1: iteration %d, val mAP' % (label, picked[step]) in markdown
 
     # A rerun resumes: every step is done already, no snapshot is evaluated again.
-    assert run_pipeline.main(['--config', str(config), '--schedule', 'converged',
-                              '--validation', '0.25']) == 0
+    assert run_pipeline.main(run) == 0
     again = capfd.readouterr().err
     assert 'training' not in again and 'validation mAP' not in again.replace(
         'Snapshots by validation mAP', '')

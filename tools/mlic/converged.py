@@ -248,7 +248,8 @@ def train_converged(write_solver, run_training, validation, base_max_iter, rule,
             log('iteration %d: validation mAP %.2f' % (target, 100 * validation.history[target]))
         if should_stop(values, rule.patience, rule.delta):
             why = ('stopped at iteration %d: the best validation mAP did not rise by more than '
-                   '%g points in %d evaluations' % (target, 100 * rule.delta, rule.patience))
+                   '%g points in %d evaluation%s' % (target, 100 * rule.delta, rule.patience,
+                                                     's' if rule.patience > 1 else ''))
             break
         if target >= cap:
             why = 'stopped at the cap of %d iterations (%d x max_iter %d) before converging' % (
