@@ -364,12 +364,41 @@ def test_generate_nets_reads_the_sizes_from_the_datalist(tmp_path):
     done = run_generate_nets(tmp_path, '--out', 'nets', '--small', '--datalist', 'train.txt',
                              '--image-size', '160')
     assert done.returncode == 1
-    assert 'train.txt: boxes reach pixel 191, outside --image-size 160' in done.stderr
+    assert 'train.txt:1: a box reaches pixel 191, outside --image-size 160' in done.stderr
     done = run_generate_nets(tmp_path, '--out', 'nets2', '--small', '--train-list', 'train.txt',
                              '--image-size', '224', '--num-proposals', '5')
     assert done.returncode == 0, done.stderr
     net = (tmp_path / 'nets2' / 'wsddn' / 'train.prototxt').read_text()
     assert 'att_num: 3 bbox_num: 5' in net and 'new_width: 224 new_height: 224' in net
+
+
+def test_max_pixels_reaches_the_data_layers_only_when_it_is_not_the_default(tmp_path):
+    write_list(tmp_path / 'train.txt', ['circle', 'square'], [([1, 0], [(0, 0, 63, 63, 0.9)])])
+    done = run_generate_nets(tmp_path, '--out', 'nets', '--small', '--datalist', 'train.txt',
+                             '--max-pixels', '120000000')
+    assert done.returncode == 0, done.stderr
+    for name in ('wsddn/train.prototxt', 'kd/stage1_train.prototxt', 'kd/student_train.prototxt'):
+        net = (tmp_path / 'nets' / name).read_text()
+        assert net.count('max_pixels: 120000000') == 2, name  # TRAIN and TEST
+    done = run_generate_nets(tmp_path, '--out', 'default', '--small', '--datalist', 'train.txt')
+    assert done.returncode == 0, done.stderr
+    assert 'max_pixels' not in (tmp_path / 'default' / 'wsddn' / 'train.prototxt').read_text()
+    done = run_generate_nets(tmp_path, '--out', 'bad', '--small', '--datalist', 'train.txt',
+                             '--max-pixels', '-1')
+    assert done.returncode == 1 and '--max-pixels must be 0 (no limit) or positive' in done.stderr
+
+
+def test_the_data_layer_reads_the_max_pixels_netgen_writes():
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    from mlic.preprocess import DEFAULT_MAX_PIXELS
+    from caffe_layers import data_layer
+    cfg = netgen.small_config(max_pixels=7 * DEFAULT_MAX_PIXELS)
+    net = text_format.Parse(netgen.net_texts(cfg)['wsddn_train'],
+                            caffe_pb2.NetParameter())
+    layer = [layer for layer in net.layer if layer.type == 'Python'][0]
+    assert data_layer.parse_param(layer.python_param.param_str).max_pixels == (
+        7 * DEFAULT_MAX_PIXELS)
 
 
 def test_generate_nets_never_overwrites_the_shipped_nets_unasked(tmp_path):

@@ -318,3 +318,53 @@ def test_one_gpu_reaches_the_caffe_tool_and_none_leaves_it_on_the_cpu(tmp_path):
         command = log.read_text().splitlines()[0]
         assert command.startswith('### ') and ' train -solver ' in command
         assert (flag in command) if flag else ('-gpu' not in command)
+
+
+class PretrainKey(steps.Workspace):
+    """A workspace that records the pretraining's key and runs nothing."""
+
+    def run_step(self, step, body, describe):
+        self.key = step.key
+
+
+def pretrain_key(folder, config):
+    work = PretrainKey(str(folder))
+    sources.DemoData(config, work).pretrain()
+    return work.key
+
+
+def test_the_pretraining_is_keyed_by_the_effective_nets_it_trains(tmp_path, monkeypatch):
+    from mlic import netgen
+    key = pretrain_key(tmp_path, demo_config())
+    assert pretrain_key(tmp_path, demo_config()) == key
+    # What only the nets it initialises use: their solvers, batches, stage-1 choice, the
+    # teacher's temperature.
+    assert pretrain_key(tmp_path, demo_config({
+        'solver': {'student': {'max_iter': 7}}, 'batch_size': {'student': [2, 2]},
+        'stage1_fc_frozen': True, 'teacher_scale': 1.0})) == key
+    # The student net it trains, set by the config ...
+    assert pretrain_key(tmp_path, demo_config({'fc_size': 64})) != key
+    # ... or by the preset where the config leaves the key out (demo.toml names no
+    # architecture), and the preset's student solver that it trains on.
+    monkeypatch.setattr(netgen, 'SMALL', dict(netgen.SMALL, dropout_ratio=0.25))
+    assert pretrain_key(tmp_path, demo_config()) != key
+    solver = dict(netgen.SMALL['solver'], student=dict(netgen.SMALL['solver']['student'],
+                                                        momentum=0.5))
+    monkeypatch.setattr(netgen, 'SMALL', dict(netgen.SMALL, dropout_ratio=0.5, solver=solver))
+    assert pretrain_key(tmp_path, demo_config()) != key
+    monkeypatch.undo()
+    assert pretrain_key(tmp_path, demo_config()) == key
+
+
+def test_the_demo_config_has_no_empty_table():
+    import tomllib
+    with open(DEMO_TOML, 'rb') as f:
+        config = tomllib.load(f)
+
+    def empty_tables(table, name=''):
+        for key, value in table.items():
+            if isinstance(value, dict) and key not in ('conv_filler', 'head_filler'):
+                if not value:
+                    yield name + key
+                yield from empty_tables(value, name + key + '.')
+    assert list(empty_tables(config)) == []

@@ -67,6 +67,7 @@ def write_config(path, user_data, boxes=True, extra_top='', datalists=None, nets
     if boxes:
         lists['test_boxes'] = user_data['test_boxes']
     lists.update(datalists or {})
+    lists = {k: v for k, v in lists.items() if v is not None}  # None: the key left out
     text = 'folder = "%s"\nseeds = [1]\n%s\n[datalists]\n' % (path.parent / 'run', extra_top)
     text += ''.join('%s = %s\n' % (k, json.dumps(v)) for k, v in lists.items()) + nets
     path.write_text(text)
@@ -384,3 +385,76 @@ def test_print_config_shows_every_setting_and_its_origin(user_data, tmp_path, ca
     assert 'dropout_ratio = 0.5  # preset small' in text
     assert 'base_lr = 0.005  # preset small' in text and 'max_iter = 4  # %s' % config in text
     assert not (tmp_path / 'run').exists()
+
+
+def sizes_in_text(path, num_classes):
+    """(most proposals on a line, largest box corner, its line number) of a datalist, from its
+    text: image, num_classes labels, then x1 y1 x2 y2 score per proposal (padding: -1)."""
+    most, corner, at = 0, -1.0, None
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            values = [float(v) for v in line.split()[1 + num_classes:]]
+            boxes = [values[i:i + 5] for i in range(0, len(values), 5)]
+            boxes = [box for box in boxes if box[0] >= 0]
+            most = max(most, len(boxes))
+            for box in boxes:
+                if max(box[:4]) > corner:
+                    corner, at = max(box[:4]), number
+    return most, int(corner), at
+
+
+def test_sizes_left_out_are_read_from_the_datalists(user_data, tmp_path, capfd):
+    config = write_config(tmp_path / 'my.toml', user_data,
+                          datalists={'bbox_num': None, 'image_size': None})
+    found = [sizes_in_text(user_data[split], NUM_CLASSES) for split in ('train', 'test')]
+    most = max(f[0] for f in found)
+    widest = max(found, key=lambda f: f[1])
+    assert run_pipeline.main(['--config', config, '--print-config']) == 0
+    out, err = capfd.readouterr()
+    assert 'bbox_num = %d  # datalist\n' % most in out
+    assert 'image_size = %d  # datalist\n' % (widest[1] + 1) in out
+    assert 'datalists.image_size = %d px, from the largest box corner' % (widest[1] + 1) in err
+    assert '%d classes (%s)' % (NUM_CLASSES, user_data['classes']) in err
+    assert run_pipeline.main(['--config', config, '--steps', 'nets']) == 0
+    wsddn = (tmp_path / 'run' / 'seed1' / 'nets' / 'wsddn' / 'train.prototxt').read_text()
+    assert 'bbox_num: %d' % most in wsddn and 'new_width: %d' % (widest[1] + 1) in wsddn
+    effective = (tmp_path / 'run' / 'effective_config.toml').read_text()
+    assert 'image_size = %d  # datalist\n' % (widest[1] + 1) in effective
+    # A value the config sets wins, and keeps its origin.
+    config = write_config(tmp_path / 'my.toml', user_data,
+                          datalists={'bbox_num': most + 3, 'image_size': 2 * SIZE})
+    assert run_pipeline.main(['--config', config, '--print-config']) == 0
+    out = capfd.readouterr().out
+    assert 'bbox_num = %d  # %s' % (most + 3, config) in out
+    assert 'image_size = %d  # %s' % (2 * SIZE, config) in out
+
+
+def test_an_image_size_too_small_for_the_boxes_is_refused_naming_the_line(user_data, tmp_path,
+                                                                          capfd):
+    # The box of the largest corner of both lists (the train list's when they tie).
+    corner, line, path = max((sizes_in_text(user_data[split], NUM_CLASSES)[1:] + (split,)
+                              for split in ('train', 'test')), key=lambda found: found[0])
+    config = write_config(tmp_path / 'my.toml', user_data, datalists={'image_size': corner})
+    assert run_pipeline.main(['--config', config]) == 1
+    err = capfd.readouterr().err
+    assert ('my.toml: datalists.image_size: %d px is too small for the proposals: %s:%d: a box '
+            'reaches pixel %d' % (corner, user_data[path], line, corner)) in err
+    assert not (tmp_path / 'run').exists()  # before any step
+
+
+def test_max_pixels_reaches_the_image_check_the_data_layers_and_the_evaluation(
+        user_data, tmp_path, capfd):
+    config = write_config(tmp_path / 'my.toml', user_data, datalists={'max_pixels': 100})
+    assert run_pipeline.main(['--config', config, '--steps', 'datalists']) == 1
+    err = capfd.readouterr().err
+    assert 'my.toml: datalists.train: ' in err
+    assert '%d x %d pixels is more than the limit of 100 ' % (SIZE, SIZE) in err
+    # The nets' data layers and the evaluation's image loading (inference.load_images) read it
+    # from the nets' config.
+    config = write_config(tmp_path / 'my.toml', user_data, datalists={'max_pixels': 10 ** 8})
+    assert pipeline.net_config(pipeline.load_config(config), NUM_CLASSES)['max_pixels'] == 10 ** 8
+    assert run_pipeline.main(['--config', config, '--steps', 'nets']) == 0
+    wsddn = (tmp_path / 'run' / 'seed1' / 'nets' / 'wsddn' / 'train.prototxt').read_text()
+    assert wsddn.count('max_pixels: 100000000') == 2
+    assert run_pipeline.main(['--config', config, '--print-config']) == 0
+    assert 'max_pixels = 100000000  # %s' % config in capfd.readouterr().out

@@ -19,25 +19,9 @@ import os
 import sys
 
 from mlic import netgen
+from mlic.datalist import datalist_sizes
 
 CHECKED_IN = os.path.join(netgen.ROOT, 'prototxt')
-
-
-def datalist_sizes(path, num_classes):
-    """{'num_proposals': the most proposals on a line, 'min_image_size': largest box corner + 1}
-    of a datalist (read and checked by mlic.datalist.Datalist; image files are not opened)."""
-    from mlic.datalist import Datalist, is_padding
-    entries = Datalist(path, num_classes)
-    most, corner = 0, -1.0
-    for entry in entries:
-        real = entry.proposals[~is_padding(entry.proposals)]
-        most = max(most, len(real))
-        if len(real):
-            corner = max(corner, float(real[:, [0, 1, 2, 3]].max()))
-    if most == 0:
-        raise ValueError('%s: no line has proposals (a labels-only list from make_datalist.py? '
-                         'Add them with tools/compute_proposals.py first)' % path)
-    return {'num_proposals': most, 'min_image_size': int(corner) + 1}
 
 
 def inside(path, folder):
@@ -71,10 +55,10 @@ def data_config(args):
                          '--image-size with compute_proposals.py\'s --new-size if it differs)'
                          % args.image_size)
         elif args.image_size < found['min_image_size']:
-            raise ValueError('%s: boxes reach pixel %d, outside --image-size %d: the list was '
-                             'made for larger images (compute_proposals.py --new-size); pass '
-                             'that size' % (datalist, found['min_image_size'] - 1,
-                                            args.image_size))
+            raise ValueError('%s:%d: a box reaches pixel %d, outside --image-size %d: the list '
+                             'was made for larger images (compute_proposals.py --new-size); '
+                             'pass that size' % (datalist, found['corner_line'],
+                                                 found['min_image_size'] - 1, args.image_size))
     for key in ('num_classes', 'num_proposals', 'image_size'):
         value = getattr(args, key)
         option = '--' + key.replace('_', '-')
@@ -91,6 +75,11 @@ def data_config(args):
                      % (cfg['image_size'], cfg['student_size']))
     for note in notes:
         sys.stderr.write('generate_nets.py: note: %s\n' % note)
+    if args.max_pixels is not None:
+        if args.max_pixels < 0:
+            raise ValueError('--max-pixels must be 0 (no limit) or positive, got %d'
+                             % args.max_pixels)
+        cfg['max_pixels'] = args.max_pixels
     for key in ('soft_targets', 'roi_targets'):
         if getattr(args, key):
             cfg[key] = getattr(args, key)
@@ -115,6 +104,9 @@ def main(argv=None):
     parser.add_argument('--image-size', type=int,
                         help='the teacher\'s input, the data layer\'s new_width = new_height '
                              '(default: from the datalist\'s boxes)')
+    parser.add_argument('--max-pixels', type=int,
+                        help='the data layer refuses images with more pixels (default %d; 0: no '
+                             'limit)' % netgen.FULL['max_pixels'])
     parser.add_argument('--train-list', help='training datalist (default: --datalist)')
     parser.add_argument('--test-list', help='test datalist')
     parser.add_argument('--root-folder', default='', help='prefix of the image paths in the lists')

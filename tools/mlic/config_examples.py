@@ -112,9 +112,7 @@ def toml_value(value):
 
 
 # Where a key's preset default lies in netgen's config, by section.
-PRESET_PLACE = {'datalists': lambda preset, name: preset[{'bbox_num': 'num_proposals'}.get(
-                    name, name)],
-                'nets': lambda preset, name: preset[name],
+PRESET_PLACE = {'nets': lambda preset, name: preset[name],
                 'nets.batch_size': lambda preset, name: preset['batch_size'][name]}
 
 
@@ -168,7 +166,8 @@ def example_toml(kind):
             lines = []
             for key in SCHEMA[section]:
                 lines += _key_lines(section, key, sizes, presets, show_unset)
-            out += _table(section, lines)
+            if lines:  # no empty heading where the config sets no batch size
+                out += _table(section, lines)
         elif section == 'nets.solver':
             for net in NETS:
                 out += _solver_table(net, table.get('solver', {}).get(net, {}), presets,
@@ -258,8 +257,8 @@ def effective_toml(config):
     """Every setting a run uses (net_settings.effective_config), as TOML with each value's
     origin."""
     from mlic.net_settings import effective_config
-    out = ['# Every setting of this run and where it comes from: %s, the nets\' preset, or the '
-           'default' % config.get('config_path', 'config')]
+    out = ['# Every setting of this run and where it comes from: %s, the datalist, the nets\' '
+           'preset, or the default' % config.get('config_path', 'config')]
     section = ''
     for dotted, value, origin in effective_config(config):
         where, _, name = dotted.rpartition('.')

@@ -669,3 +669,21 @@ class Datalist(Entries):
             logger.warning('%s: %d of %d lines have more than bbox_num = %d proposals; each '
                            'keeps its %d best-scoring ones', path, self.lines_cut, len(self),
                            bbox_num, bbox_num)
+
+
+def datalist_sizes(path, num_classes):
+    """The sizes a complete datalist fixes (read and checked by Datalist; image files are not
+    opened): {'num_proposals': the most proposals on a line, 'min_image_size': the largest box
+    corner + 1, a lower bound of the image size the proposals were computed at,
+    'corner_line': the line of that box}."""
+    entries = Datalist(path, num_classes)
+    real = ~is_padding(entries.proposals)
+    line_of_row = np.repeat(np.arange(len(entries)), entries.proposal_counts())[real]
+    counts = np.bincount(line_of_row, minlength=len(entries))
+    if not len(line_of_row):
+        raise ValueError('%s: no line has proposals (a labels-only list from make_datalist.py? '
+                         'Add them with tools/compute_proposals.py first)' % path)
+    corners = entries.proposals[real, :4].max(axis=1)
+    row = int(corners.argmax())
+    return {'num_proposals': int(counts.max()), 'min_image_size': int(corners[row]) + 1,
+            'corner_line': int(entries.line_numbers[line_of_row[row]])}

@@ -22,8 +22,9 @@ def preset_config(config):
 
 
 def data_sizes(config):
-    """(image_size, bbox_num) of the datalists: [datalists] (default: the preset's) or the
-    demo's [data] and [proposals]."""
+    """(image_size, bbox_num) of the datalists: [datalists] (as the config sets them or
+    sources.with_data_sizes read them from the lists; else the preset's) or the demo's [data]
+    and [proposals]."""
     if 'datalists' in config:
         preset = preset_config(config)
         lists = config['datalists']
@@ -64,6 +65,8 @@ def net_config(config, num_classes):
     solvers = solver_overrides(nets.pop('solver', {}), where)
     image_size, bbox_num = data_sizes(config)
     nets.update(num_classes=num_classes, num_proposals=bbox_num, image_size=image_size)
+    if 'max_pixels' in config.get('datalists', {}):
+        nets['max_pixels'] = config['datalists']['max_pixels']
     try:
         cfg = deep_update(preset_config(config), nets, 'nets')
     except KeyError as error:

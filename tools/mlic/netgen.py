@@ -12,7 +12,8 @@ Config keys: each is listed, with its type and one line of help, in the config s
 tools/run_pipeline.example.toml shows both presets' values). Besides those, the data sets
 num_classes, num_proposals (bbox_num) and image_size, and the run sets data_seed (the data
 layer's shuffling and augmentation; None: not written) and datalists (default {'train': path,
-'test': path}, relative to the repository root). soft_targets and roi_targets are None (the
+'test': path}, relative to the repository root); max_pixels is the data layer's limit on an
+image's pixels (0: none; written only when it is not the layer's default). soft_targets and roi_targets are None (the
 teacher runs inside the KD net) or the path of the .npy that tools/compute_teacher_targets.py
 wrote.
 """
@@ -24,7 +25,7 @@ from google.protobuf import text_format
 
 from mlic.datalist import IGNORE_LABEL
 from mlic.paths import ROOT
-from mlic.preprocess import DEFAULT_MEAN_BGR
+from mlic.preprocess import DEFAULT_MAX_PIXELS, DEFAULT_MEAN_BGR
 
 NETS = ('wsddn', 'stage1', 'stage2', 'student')
 
@@ -117,6 +118,9 @@ FULL = {
     },
     'data_seed': None,
     'datalists': {'train': 'datalists/coco/train.txt', 'test': 'datalists/coco/test.txt'},
+    # The data layer refuses larger images (a decompression bomb would fill the memory); the
+    # nets write it only when it differs from the layer's own default.
+    'max_pixels': DEFAULT_MAX_PIXELS,
 }
 
 _SMALL_SOLVER = {'lr_policy': 'step', 'gamma': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005,
@@ -188,6 +192,9 @@ def check_config(cfg):
         raise ValueError('net config: student_size (%d) must be pooled_size (%d) * 2**%d, so that '
                          'the student\'s pool5 has the RoI pooling\'s size'
                          % (cfg['student_size'], cfg['pooled_size'], len(cfg['block_channels'])))
+    if not isinstance(cfg['max_pixels'], int) or cfg['max_pixels'] < 0:
+        raise ValueError('net config: max_pixels must be a whole number >= 0 (0: no limit), '
+                         'got %r' % (cfg['max_pixels'],))
     for net in NETS:
         train, test = cfg['batch_size'][net]
         if train < 1 or test < 1:
@@ -327,6 +334,8 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
             fields.append(('scale', float(cfg['input_scale'])))
         if cfg['data_seed'] is not None:
             fields.append(('seed', cfg['data_seed']))
+        if cfg['max_pixels'] != DEFAULT_MAX_PIXELS:
+            fields.append(('max_pixels', int(cfg['max_pixels'])))
         tops = ['data', 'label_roi']
         if train and soft_targets:
             fields.append(('soft_targets', soft_targets))

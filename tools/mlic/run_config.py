@@ -10,6 +10,8 @@ netgen.SMALL) with any key of it overridden; a key the user leaves out follows t
 import collections
 import copy
 
+from mlic.preprocess import DEFAULT_MAX_PIXELS
+
 DEMO, USER = 'demo', 'user'
 REQUIRED = object()  # a key without a default
 PRESET = object()    # a [nets] key whose default is the preset's value
@@ -41,6 +43,7 @@ def choice(*names):
 
 
 WHOLE = Kind('a whole number', _whole)
+NON_NEGATIVE = Kind('a whole number >= 0', lambda v: _whole(v) and v >= 0)
 POSITIVE = Kind('a whole number >= 1', lambda v: _whole(v) and v >= 1)
 NUMBER = Kind('a number', _number)
 TEXT = Kind('a string', lambda v: isinstance(v, str))
@@ -118,10 +121,16 @@ SCHEMA = {
                                      'repository root)'),
         Key('test_boxes', TEXT, None, "ground-truth boxes of the test images: the teacher's "
                                       'detection mAP and CorLoc'),
-        Key('bbox_num', POSITIVE, PRESET, 'proposals per image the nets take '
-                                          '(compute_proposals.py --bbox-num)'),
-        Key('image_size', POSITIVE, PRESET, "the teacher's input; the proposals are in its "
-                                            'pixels (--new-size)'),
+        Key('bbox_num', POSITIVE, None, 'proposals per image the nets take '
+                                        '(compute_proposals.py --bbox-num; unset: the most on '
+                                        'a line of the lists)'),
+        Key('image_size', POSITIVE, None, "the teacher's input; the proposals are in its "
+                                          'pixels (--new-size; unset: the largest box corner + '
+                                          '1 in the lists, a lower bound)'),
+        # The data layer's guard against decompression bombs; one key for the check before the
+        # run, the data layer and the evaluation.
+        Key('max_pixels', NON_NEGATIVE, DEFAULT_MAX_PIXELS, 'images with more pixels are '
+                                                            'refused (0: no limit)'),
     ],
     'data': [
         Key('num_classes', POSITIVE, 10, 'classes (shape x pattern pairs) of the synthetic '
@@ -222,8 +231,10 @@ SECTIONS = {
 OPTIONAL_SECTIONS = ('pretrain',)  # a demo config without [pretrain] trains from scratch
 # The demo makes its own init_weights (the [pretrain] step).
 USER_ONLY_TOP = ('init_weights',)
-# Set by the data, never by [nets]: its classes file, bbox_num and image_size, and the seed.
-NET_KEYS_FROM_DATA = ('num_classes', 'num_proposals', 'image_size', 'data_seed', 'datalists')
+# Set by the data, never by [nets]: its classes file, bbox_num, image_size and max_pixels, and
+# the seed.
+NET_KEYS_FROM_DATA = ('num_classes', 'num_proposals', 'image_size', 'data_seed', 'datalists',
+                      'max_pixels')
 
 
 def keys_of(section, kind):
@@ -253,6 +264,7 @@ def check(config, where='config'):
     config = copy.deepcopy(config)
     path, given = config.pop('config_path', None), config.pop('given', None)
     overrides = config.pop('overrides', None)
+    from_data = config.pop('from_data', None)
     kind = kind_of(config)
     out = collections.OrderedDict()
     sections = [s for s in SECTIONS[kind] if '.' not in s]
@@ -280,6 +292,8 @@ def check(config, where='config'):
     out['given'] = config if given is None else given
     if overrides is not None:
         out['overrides'] = overrides
+    if from_data is not None:  # the sizes read from the datalists (sources.with_data_sizes)
+        out['from_data'] = from_data
     return out
 
 
@@ -295,8 +309,9 @@ def _checked_table(table, section, kind, where, top=False):
                 out[name] = _checked_nets_table(value, name, where)
                 continue
             if section == 'nets' and name in NET_KEYS_FROM_DATA:
-                raise ConfigError('%s: nets.%s: set by the data (the classes file, bbox_num and '
-                                  'image_size) and the seed, not by [nets]' % (where, name))
+                raise ConfigError('%s: nets.%s: set by the data (the classes file, [datalists] '
+                                  'bbox_num, image_size and max_pixels) and the seed, not by '
+                                  '[nets]' % (where, name))
             if top and name in SCHEMA:
                 raise ConfigError('%s: %s: is a value, not a [%s] table' % (where, name, name))
             known = list(keys) + (['batch_size', 'solver'] if section == 'nets' else [])
@@ -381,7 +396,8 @@ def load_config(path, quick=False, overrides=None, kind=None):
 
 def origin(config, *keys):
     """Where the value of config[keys[0]][keys[1]].. comes from: "command line" (load_config's
-    overrides), the config file, or None (a default)."""
+    overrides), the config file, "datalist" (read from the data: config['from_data']), or
+    None (a default)."""
     for source, name in ((config.get('overrides', {}), 'command line'),
                          (config.get('given', config), config.get('config_path', 'config'))):
         for key in keys:
@@ -390,4 +406,4 @@ def origin(config, *keys):
                 break
         else:
             return name
-    return None
+    return config.get('from_data', {}).get('.'.join(keys))

@@ -36,6 +36,15 @@ def source_of(config, workspace, root):
     return DemoData(config, workspace)
 
 
+# The net settings the pretraining does not depend on: it sets its own sizes, data seed and
+# batch, and trains the student net alone (no teacher, no KD losses).
+PRETRAIN_INDEPENDENT = ('solver', 'batch_size', 'stage1_fc_frozen', 'soft_targets',
+                        'roi_targets', 'num_classes', 'num_proposals', 'image_size', 'data_seed',
+                        'datalists', 'name', 'max_pixels', 'scale_factors', 'score_scale',
+                        'score_bias', 'teacher_scale', 'soft_scale', 'soft_loss_weight',
+                        'distill_top_k')
+
+
 class DemoData(object):
     """The demo: synthetic scenes ([data]), their proposals ([proposals]) and the ImageNet
     stand-in ([pretrain], optional)."""
@@ -116,14 +125,14 @@ class DemoData(object):
         pair at the student's input size; its weights without fc8 become init_weights."""
         from mlic import converters, netgen, surgery, synthetic
         settings = self.config['pretrain']
-        nets = self.config['nets']
-        size = net_config(self.config, 1)['student_size']
-        # Not the solvers, batches or stage-1 choice of the nets it initialises: changing those
-        # must not redo the pretraining. (The keys the config sets: a preset's change of its
-        # own defaults reaches the pretraining through the nets step, not this key.)
-        trunk = {k: v for k, v in nets.items()
-                 if k not in ('solver', 'batch_size', 'stage1_fc_frozen', 'soft_targets',
-                              'roi_targets')}
+        effective = net_config(self.config, 1)
+        size = effective['student_size']
+        # The effective nets (the preset's under the config's [nets]), so that a change of the
+        # preset redoes it too; not the solvers, batches, stage-1 choice or data sizes of the
+        # nets it initialises: changing those must not redo the pretraining. It trains on the
+        # preset's student solver: that one is in.
+        trunk = {k: v for k, v in effective.items() if k not in PRETRAIN_INDEPENDENT}
+        trunk['solver'] = preset_config(self.config)['solver']['student']
         step = self.work.step('pretrain', settings, trunk)
         backbone = os.path.join(step.dir, 'backbone.caffemodel')
 
@@ -212,30 +221,18 @@ class UserDatalists(object):
         reason` problem (datalist.scan_datalist's checks)."""
         from mlic import converters, datalist
         path = self.paths[split]
-        beside = converters.classes_path(path)
-        if os.path.isfile(beside) and os.path.abspath(beside) != self.paths['classes']:
-            own = converters.read_classes(beside)
-            if own != classes:
-                raise ConfigError(
-                    '%s: datalists.%s: %s has the class order %s (%d classes) beside it, but '
-                    'datalists.classes is %s (%d classes): the labels would be read in the '
-                    'wrong order' % (self.where, split, path, beside, len(own),
-                                     self.paths['classes'], len(classes)))
+        check_class_order(self.where, split, path, self.paths['classes'], classes)
         entries, problems = datalist.scan_datalist(path, len(classes), image_size, image_size,
                                                    self.paths['root_folder'])
         if entries.warning:
             log('warning: ' + entries.warning)
         if not problems:  # every image decoded now, not at the iteration that draws it
             problems = datalist.check_images(entries, self.paths['root_folder'],
+                                             max_pixels=self.config['datalists']['max_pixels'],
                                              progress=sys.stderr)
         if problems:
-            error = datalist.DatalistError(problems)
-            hint = ''
-            if any(': fields: ' in p for p in problems):
-                hint = ('\n(every line needs one label per class of %s: %d; then 5 numbers per '
-                        'proposal)' % (self.paths['classes'], len(classes)))
-            raise ConfigError('%s: datalists.%s: %s has %d problems:\n%s%s'
-                              % (self.where, split, path, len(problems), error, hint))
+            raise datalist_problems(self.where, split, path, problems, self.paths['classes'],
+                                    len(classes))
         return entries
 
     def check_test_boxes(self, classes, image_size, test_entries):
@@ -252,6 +249,84 @@ class UserDatalists(object):
                                         (image_size, image_size))
         except (ValueError, KeyError, TypeError) as error:
             raise ConfigError('%s: datalists.test_boxes: %s: %s' % (self.where, path, error))
+
+
+def check_class_order(where, split, path, classes_file, classes):
+    """A datalist with its own .classes beside it must have the config's class order."""
+    from mlic import converters
+    beside = converters.classes_path(path)
+    if os.path.isfile(beside) and os.path.abspath(beside) != classes_file:
+        own = converters.read_classes(beside)
+        if own != classes:
+            raise ConfigError(
+                '%s: datalists.%s: %s has the class order %s (%d classes) beside it, but '
+                'datalists.classes is %s (%d classes): the labels would be read in the '
+                'wrong order' % (where, split, path, beside, len(own), classes_file,
+                                 len(classes)))
+
+
+def datalist_problems(where, split, path, problems, classes_file, num_classes):
+    """The ConfigError of a datalist's `file:line: field: reason` problems."""
+    from mlic import datalist
+    hint = ''
+    if any(': fields: ' in p for p in problems):
+        hint = ('\n(every line needs one label per class of %s: %d; then 5 numbers per '
+                'proposal)' % (classes_file, num_classes))
+    return ConfigError('%s: datalists.%s: %s has %d problems:\n%s%s'
+                       % (where, split, path, len(problems), datalist.DatalistError(problems),
+                          hint))
+
+
+def with_data_sizes(config, root):
+    """A user's checked config with the sizes its datalists fix: datalists.bbox_num (the most
+    proposals on a line) and datalists.image_size (the largest box corner + 1) of the train and
+    test lists, where the config leaves them out; config['from_data'] names the keys so set
+    (their origin: "datalist"). An image_size too small for the boxes is refused, naming the
+    line. The demo's config, or one done already, is returned as it is."""
+    from mlic import converters, datalist
+    if 'datalists' not in config or 'from_data' in config:
+        return config
+    where = config.get('config_path', 'config')
+    paths = resolve_paths(config, root)
+    try:
+        classes = converters.read_classes(paths['classes'])
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError('%s: datalists.classes: %s' % (where, error))
+    found = {}
+    for split in ('train', 'test'):  # each list as the datalists step checks it
+        check_class_order(where, split, paths[split], paths['classes'], classes)
+        try:
+            found[split] = datalist.datalist_sizes(paths[split], len(classes))
+        except datalist.DatalistError as error:
+            raise datalist_problems(where, split, paths[split], error.problems,
+                                    paths['classes'], len(classes))
+        except ValueError as error:
+            raise ConfigError('%s: datalists.%s: %s' % (where, split, error))
+    widest = max(found, key=lambda split: found[split]['min_image_size'])
+    lower = found[widest]['min_image_size']
+    corner = '%s:%d' % (paths[widest], found[widest]['corner_line'])
+    config = dict(config, datalists=dict(config['datalists']), from_data={})
+    lists = config['datalists']
+    log('%s: %d classes (%s), up to %d proposals a line, boxes up to pixel %d (%s)'
+        % (where, len(classes), paths['classes'],
+           max(f['num_proposals'] for f in found.values()), lower - 1, corner))
+    if 'bbox_num' not in lists:
+        lists['bbox_num'] = max(f['num_proposals'] for f in found.values())
+        config['from_data']['datalists.bbox_num'] = 'datalist'
+    if 'image_size' in lists:
+        if lists['image_size'] < lower:
+            raise ConfigError(
+                '%s: datalists.image_size: %d px is too small for the proposals: %s: a box '
+                'reaches pixel %d; the lists were made for larger images: set image_size to '
+                "compute_proposals.py's --new-size" % (where, lists['image_size'], corner,
+                                                       lower - 1))
+    else:
+        lists['image_size'] = lower
+        config['from_data']['datalists.image_size'] = 'datalist'
+        log('note: datalists.image_size = %d px, from the largest box corner (%s): a lower '
+            "bound; if compute_proposals.py's --new-size was larger, set image_size to it"
+            % (lower, corner))
+    return config
 
 
 def resolve_paths(config, root):
