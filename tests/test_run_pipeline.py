@@ -458,3 +458,27 @@ def test_max_pixels_reaches_the_image_check_the_data_layers_and_the_evaluation(
     assert wsddn.count('max_pixels: 100000000') == 2
     assert run_pipeline.main(['--config', config, '--print-config']) == 0
     assert 'max_pixels = 100000000  # %s' % config in capfd.readouterr().out
+
+
+def test_the_sizes_of_an_unchanged_list_are_read_once_per_run_folder(user_data, tmp_path,
+                                                                     monkeypatch):
+    from mlic import datalist, sources
+    reads = []
+    read = datalist.datalist_sizes
+    monkeypatch.setattr(datalist, 'datalist_sizes',
+                        lambda *args: reads.append(args) or read(*args))
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    train = tmp_path / 'train.txt'
+    shutil.copyfile(user_data['train'], train)
+    first = sources.datalist_sizes(str(train), NUM_CLASSES, str(folder))
+    assert first['num_proposals'] == sizes_in_text(str(train), NUM_CLASSES)[0]
+    assert sources.datalist_sizes(str(train), NUM_CLASSES, str(folder)) == first
+    assert len(reads) == 1
+    # A changed list (another size) is read again, not taken from the cache.
+    lines = train.read_text().splitlines()
+    train.write_text('\n'.join(lines[:1]) + '\n')
+    again = sources.datalist_sizes(str(train), NUM_CLASSES, str(folder))
+    assert len(reads) == 2
+    assert again['num_proposals'] == sizes_in_text(str(train), NUM_CLASSES)[0]
+    assert again == read(str(train), NUM_CLASSES)

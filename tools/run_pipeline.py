@@ -52,7 +52,9 @@ def main(argv=None):
         config = run_config.load_config(args.config, overrides=pipeline.run_overrides(args),
                                         kind=run_config.USER)
         if args.print_config:
-            config = pipeline.sources.with_data_sizes(config, pipeline.caffe_train.ROOT)
+            root = pipeline.caffe_train.ROOT
+            config = pipeline.sources.with_data_sizes(config, root, os.path.join(
+                root, args.folder or config['folder']))  # its cache, if the run exists
             sys.stdout.write(config_examples.effective_toml(config))
             return 0
         steps = args.steps.split(',') if args.steps else None

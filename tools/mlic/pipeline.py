@@ -131,8 +131,9 @@ class Pipeline(object):
             folder = os.path.abspath(os.path.join(self.root, self.config['folder']))
         devices.check_gpus(self.config['gpus'], self.where)
         converged.check(self.config, self.where)
-        # The nets' sizes that a user's datalists fix, read (and checked) before any step runs.
-        self.config = sources.with_data_sizes(self.config, self.root)
+        # The nets' sizes that a user's datalists fix, read (and checked) before any step runs
+        # and before the run folder is made (cached there from the second run on).
+        self.config = sources.with_data_sizes(self.config, self.root, folder)
         self.work = Workspace(folder, self.config['jobs'], progress)
         self.folder = folder
         self.source = sources.source_of(self.config, self.work, self.root)

@@ -277,12 +277,37 @@ def datalist_problems(where, split, path, problems, classes_file, num_classes):
                           hint))
 
 
-def with_data_sizes(config, root):
+def datalist_sizes(path, num_classes, cache_folder=None):
+    """datalist.datalist_sizes of a list, kept in cache_folder/datalist_sizes.json (when that
+    folder exists) by the list's size and mtime: a resumed run does not read an unchanged list
+    again (a COCO train list takes about a minute)."""
+    from mlic import datalist
+    if not cache_folder or not os.path.isdir(cache_folder):
+        return datalist.datalist_sizes(path, num_classes)
+    cache_path = os.path.join(cache_folder, 'datalist_sizes.json')
+    stat = os.stat(path)
+    stamp = [stat.st_size, stat.st_mtime_ns, num_classes]
+    cache = {}
+    if os.path.exists(cache_path):
+        with open(cache_path) as f:
+            cache = json.load(f)
+    if cache.get(path, {}).get('stamp') == stamp:
+        return cache[path]['sizes']
+    sizes = datalist.datalist_sizes(path, num_classes)
+    cache[path] = {'stamp': stamp, 'sizes': sizes}
+    with open(cache_path + '.tmp', 'w') as f:
+        json.dump(cache, f, indent=1)
+    os.replace(cache_path + '.tmp', cache_path)
+    return sizes
+
+
+def with_data_sizes(config, root, cache_folder=None):
     """A user's checked config with the sizes its datalists fix: datalists.bbox_num (the most
     proposals on a line) and datalists.image_size (the largest box corner + 1) of the train and
     test lists, where the config leaves them out; config['from_data'] names the keys so set
     (their origin: "datalist"). An image_size too small for the boxes is refused, naming the
-    line. The demo's config, or one done already, is returned as it is."""
+    line. The demo's config, or one done already, is returned as it is. cache_folder: the run
+    folder (datalist_sizes' cache)."""
     from mlic import converters, datalist
     if 'datalists' not in config or 'from_data' in config:
         return config
@@ -296,7 +321,7 @@ def with_data_sizes(config, root):
     for split in ('train', 'test'):  # each list as the datalists step checks it
         check_class_order(where, split, paths[split], paths['classes'], classes)
         try:
-            found[split] = datalist.datalist_sizes(paths[split], len(classes))
+            found[split] = datalist_sizes(paths[split], len(classes), cache_folder)
         except datalist.DatalistError as error:
             raise datalist_problems(where, split, paths[split], error.problems,
                                     paths['classes'], len(classes))
