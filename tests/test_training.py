@@ -323,6 +323,12 @@ def test_precomputed_soft_targets_are_the_scores_of_the_teacher_inside_stage2(sm
     nothing = run_tool('compute_teacher_targets.py', '--net', paths['stage2_teacher_deploy'],
                        '--teacher', models['wsddn'], '--datalist', lists['train'])
     assert nothing.returncode == 2 and '--soft-targets, --roi-targets or both' in nothing.stderr
+    # The pipeline's max_pixels reaches it as the data layer's reaches the training.
+    refused = run_tool('compute_teacher_targets.py', '--net', paths['stage2_teacher_deploy'],
+                       '--teacher', models['wsddn'], '--datalist', lists['train'],
+                       '--soft-targets', str(root / 'refused' / 'soft_targets.npy'),
+                       '--max-pixels', '10')
+    assert refused.returncode == 1 and 'more than the limit of 10 ' in refused.stderr
 
     init = str(root / 'stage2_online_init.caffemodel')
     surgery.stage2_init(None, models['wsddn'], small['paths']['stage2_train'], init)

@@ -34,6 +34,8 @@ def main(argv=None):
     parser.add_argument('--soft-targets', help='the .npy of stage 2\'s soft targets to write')
     parser.add_argument('--roi-targets', help='the .npy of stage 1\'s RoI features to write')
     parser.add_argument('--gpu', type=int, help='GPU id (default: CPU)')
+    parser.add_argument('--max-pixels', type=int, help='images with more pixels are refused, as '
+                        'the data layer\'s max_pixels (default: its default; 0: no limit)')
     parser.add_argument('--workers', type=int, default=1,
                         help='processes, each over its share of the images (CPU only; '
                              'default 1)')
@@ -54,6 +56,8 @@ def main(argv=None):
     outputs = [path for path in (args.soft_targets, args.roi_targets) if path]
     try:
         cfg = deploy.describe(args.net)
+        if args.max_pixels is not None:  # inference.load_images reads it
+            cfg['max_pixels'] = args.max_pixels
         if cfg['kind'] != 'stage2_teacher':
             raise ValueError('%s is a %s deploy net, not the KD nets\' teacher '
                              '(kd/stage2_teacher_deploy.prototxt)' % (args.net, cfg['kind']))

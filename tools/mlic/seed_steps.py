@@ -232,7 +232,8 @@ class SeedSteps(object):
             tool = os.path.join(self.root, 'tools', 'compute_teacher_targets.py')
             args = [sys.executable, tool, '--net', nets.files['stage2_teacher_deploy'],
                     '--teacher', teacher.weights, '--datalist', self.data.datalists['train'],
-                    '--root-folder', self.data.root_folder]
+                    '--root-folder', self.data.root_folder,
+                    '--max-pixels', str(nets.cfg['max_pixels'])]
             args += devices.targets_arguments(self.gpus, self.work.jobs)
             for key in keys:
                 args += ['--' + key.replace('_', '-'), self.targets_path(nets.seed, key)]

@@ -219,7 +219,7 @@ class UserDatalists(object):
     def check_datalist(self, split, classes, image_size):
         """The entries of one datalist, or ConfigError with every `file:line: field:
         reason` problem (datalist.scan_datalist's checks)."""
-        from mlic import converters, datalist
+        from mlic import datalist
         path = self.paths[split]
         check_class_order(self.where, split, path, self.paths['classes'], classes)
         entries, problems = datalist.scan_datalist(path, len(classes), image_size, image_size,
