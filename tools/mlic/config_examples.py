@@ -257,8 +257,9 @@ def effective_toml(config):
     """Every setting a run uses (net_settings.effective_config), as TOML with each value's
     origin."""
     from mlic.net_settings import effective_config
-    out = ['# Every setting of this run and where it comes from: %s, the datalist, the nets\' '
-           'preset, or the default' % config.get('config_path', 'config')]
+    out = ['# Every setting of this run and where it comes from: %s, %sthe nets\' preset, or '
+           'the default' % (config.get('config_path', 'config'),
+                            'the datalist, ' if 'datalists' in config else '')]
     section = ''
     for dotted, value, origin in effective_config(config):
         where, _, name = dotted.rpartition('.')
