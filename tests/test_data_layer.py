@@ -338,8 +338,8 @@ def test_the_layer_clips_corners_as_the_validator_does(caffe, dataset, caplog):
     warnings = [r.getMessage() for r in caplog.records if 'accepted as the original' in
                 r.getMessage()]
     assert len(warnings) == 1
-    assert '2 boxes on 1 lines (first: line 2): corners outside the 40x30' in warnings[0]
-    assert '1 lines (first: line 7): an image listed again' in warnings[0]
+    assert '2 boxes on 1 line (first: line 2): corners outside the 40x30' in warnings[0]
+    assert '1 line (first: line 7): an image listed again' in warnings[0]
 
 
 def test_images_above_max_pixels_are_refused_before_decoding(caffe, dataset):

@@ -188,7 +188,7 @@ def test_a_few_corner_boxes_of_0_and_1_are_accepted_and_counted(tmp_path):
     entries, problems = scan_datalist(write(tmp_path, lines), C, SIZE, SIZE)
     assert problems == [] and len(entries) == 4
     assert entries.quirks.lines('label_like') == 1
-    assert '1 lines (first: line 1): more 0/1 values at the start than the C = 3 labels' \
+    assert '1 line (first: line 1): more 0/1 values at the start than the C = 3 labels' \
         in entries.warning
 
 
@@ -239,19 +239,19 @@ def test_cli_exit_status_and_output(tmp_path):
 # (lines, kind counted, warning text, the first line's proposals as stored)
 ACCEPTED = [
     ('corner_at_the_size', ['a.jpg 1 0 0 0 0 100 10 1'], 'clipped',
-     '1 boxes on 1 lines (first: line 1): corners outside the 100x100 resized image, clipped',
+     '1 box on 1 line (first: line 1): corners outside the 100x100 resized image, clipped',
      [[0, 0, 99, 10, 1]]),
     ('fractional_corner_past_the_last_pixel', ['a.jpg 1 0 0 0 0 99.4 99.4 1'], 'clipped',
-     '1 boxes on 1 lines', [[0, 0, 99, 99, 1]]),
+     '1 box on 1 line', [[0, 0, 99, 99, 1]]),
     ('negative_y_on_a_real_box', ['a.jpg 1 0 0 0 -2 10 10 1 5 5 8 120 1'], 'clipped',
-     '2 boxes on 1 lines', [[0, 0, 10, 10, 1], [5, 5, 8, 99, 1]]),
+     '2 boxes on 1 line', [[0, 0, 10, 10, 1], [5, 5, 8, 99, 1]]),
     ('x1_after_x2', ['a.jpg 1 0 0 30 0 10 10 1'], 'inverted',
-     '1 boxes on 1 lines (first: line 1): x1 > x2 or y1 > y2, kept', [[30, 0, 10, 10, 1]]),
+     '1 box on 1 line (first: line 1): x1 > x2 or y1 > y2, kept', [[30, 0, 10, 10, 1]]),
     ('y1_after_y2', ['a.jpg 1 0 0 0 30 10 10 1'], 'inverted', 'x1 > x2 or y1 > y2, kept',
      [[0, 30, 10, 10, 1]]),
     ('duplicate_image', ['a.jpg 1 0 0 0 0 10 10 1', 'b.jpg 1 0 0 ' + GOOD_BOXES,
                          'a.jpg 0 1 0 ' + GOOD_BOXES], 'duplicate',
-     '1 lines (first: line 3): an image listed again, kept', [[0, 0, 10, 10, 1]]),
+     '1 line (first: line 3): an image listed again, kept', [[0, 0, 10, 10, 1]]),
 ]
 
 
@@ -280,8 +280,8 @@ def test_one_warning_counts_every_kind(tmp_path, caplog):
         Datalist(path, C, 4, SIZE, SIZE)
     assert [r.getMessage() for r in caplog.records] == [
         '%s: accepted as the original does: 3 boxes on 2 lines (first: line 1): corners '
-        'outside the 100x100 resized image, clipped to it; 2 boxes on 1 lines (first: line 2): '
-        'x1 > x2 or y1 > y2, kept (the RoI layers give such a box one pixel); 1 lines (first: '
+        'outside the 100x100 resized image, clipped to it; 2 boxes on 1 line (first: line 2): '
+        'x1 > x2 or y1 > y2, kept (the RoI layers give such a box one pixel); 1 line (first: '
         'line 3): an image listed again, kept (it is drawn twice as often)' % path]
 
 
@@ -469,8 +469,8 @@ def test_the_validator_prints_the_one_warning_and_accepts_the_list(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout == ''
     warnings = [line for line in done.stderr.splitlines() if line.startswith('warning: ')]
-    assert warnings == ['warning: %s: accepted as the original does: 1 boxes on 1 lines (first: '
+    assert warnings == ['warning: %s: accepted as the original does: 1 box on 1 line (first: '
                         'line 1): corners outside the 100x100 resized image, clipped to it; 1 '
-                        'lines (first: line 2): an image listed again, kept (it is drawn twice '
+                        'line (first: line 2): an image listed again, kept (it is drawn twice '
                         'as often)' % path]
     assert '2 images, good' in done.stderr

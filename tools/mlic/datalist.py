@@ -202,10 +202,15 @@ class Quirks(object):
             what = self.KINDS[kind]
             what = what % (size,) if kind == 'clipped' else (
                 what % num_classes if kind == 'label_like' else what)
-            count = ('%d lines' % lines if kind in ('duplicate', 'label_like')
-                     else '%d boxes on %d lines' % (boxes, lines))
+            count = (plural(lines, 'line') if kind in ('duplicate', 'label_like')
+                     else '%s on %s' % (plural(boxes, 'box', 'boxes'), plural(lines, 'line')))
             parts.append('%s (first: line %d): %s' % (count, first, what))
         return '%s: accepted as the original does: %s' % (path, '; '.join(parts))
+
+
+def plural(count, one, many=None):
+    """'1 line', '2 lines'."""
+    return '%d %s' % (count, one if count == 1 else (many or one + 's'))
 
 
 class Growing(object):
