@@ -99,11 +99,14 @@ def test_caffe_cmake_reads_the_version_of_cudnn_9(source, tmp_path):
     assert 'version=9.28.1 found=TRUE' in result.stdout, result.stdout
 
 
+def setup_cache():
+    return os.environ.get('MLIC_CACHE_DIR') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'mlic-kd-wsd')
+
+
 def cudnn9_include():
     """cuDNN 9 headers of a MLIC_GPU=1 set-up on this machine (tools/setup/setup.sh cuda), if any."""
-    cache = os.environ.get('MLIC_CACHE_DIR') or os.path.join(
-        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'mlic-kd-wsd')
-    for inc in sorted(glob.glob(os.path.join(cache, 'cuda-*', 'include'))):
+    for inc in sorted(glob.glob(os.path.join(setup_cache(), 'cuda-*', 'include'))):
         if os.path.isfile(os.path.join(inc, 'cudnn_version.h')) and os.path.isfile(os.path.join(inc, 'cuda_runtime.h')):
             return inc
     return None
@@ -123,6 +126,8 @@ def test_cudnn_layers_compile_against_cudnn_9_where_the_gpu_setup_has_it(source,
                     '%s/src/caffe/proto/caffe.proto' % src], check=True)
     sources = sorted(glob.glob(os.path.join(src, 'src', 'caffe', 'layers', 'cudnn_*.cpp')))
     sources.append(os.path.join(src, 'src', 'caffe', 'util', 'cudnn.cpp'))
+    # The layer factory, which picks cuDNN's layers by the mode (caffe_patches/0005).
+    sources.append(os.path.join(src, 'src', 'caffe', 'layer_factory.cpp'))
     for path in sources:
         # No -std: Caffe's CMake sets none, so g++'s default (C++17, which CUDA 13's Thrust needs).
         result = subprocess.run(['g++', '-fsyntax-only', '-DUSE_CUDNN',
@@ -130,3 +135,65 @@ def test_cudnn_layers_compile_against_cudnn_9_where_the_gpu_setup_has_it(source,
                                  '-I', include, '-I', os.path.join(include, 'cccl'), path],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert result.returncode == 0, '%s:\n%s' % (path, result.stdout[-3000:])
+
+
+def cuda_caffe_build():
+    """A complete MLIC_GPU=1 build of Caffe with cuDNN in the set-up's cache, if any."""
+    for prefix in sorted(glob.glob(os.path.join(setup_cache(), 'caffe-cuda-*'))):
+        if os.path.isfile(os.path.join(prefix, '.complete')) and \
+                os.path.isfile(os.path.join(prefix, 'include', 'caffe', 'layers', 'cudnn_softmax_layer.hpp')):
+            return prefix
+    return None
+
+
+def test_default_engine_is_cudnn_only_in_gpu_mode(source, tmp_path):
+    """The patched layer_factory.cpp, compiled into tests/cudnn_engine_choice.cpp in place of the
+    factory of a cached CUDA + cuDNN Caffe (no rebuild of Caffe): engine DEFAULT gives Caffe's own
+    layers in CPU mode and cuDNN's in GPU mode, an explicit engine is kept, Caffe's own fallbacks
+    (dilated convolution, MAX pooling) stay, and a net of these layers runs forward in CPU mode on
+    this machine, which needs no GPU for it. Without the patch the CPU-mode lines name cuDNN's
+    classes and the forward pass aborts."""
+    include, prefix = cudnn9_include(), cuda_caffe_build()
+    if include is None or prefix is None:
+        # No CUDA build of Caffe here (CI, CPU machines); the factory's compile check above
+        # covers what can be checked without one.
+        return
+    src, _ = source
+    toolkit = os.path.dirname(include)
+    program = tmp_path / 'engine_choice'
+    factory = os.path.join(src, 'src', 'caffe', 'layer_factory.cpp')
+    subprocess.run(['g++', '-DUSE_CUDNN', '-DLAYER_FACTORY_CPP="%s"' % factory,
+                    '-I', os.path.join(prefix, 'include'), '-I', include, '-I', os.path.join(include, 'cccl'),
+                    os.path.join(ROOT, 'tests', 'cudnn_engine_choice.cpp'), '-o', str(program),
+                    '-L', os.path.join(prefix, 'lib'), '-L', os.path.join(toolkit, 'lib64'),
+                    '-lcaffe', '-lcudart', '-lglog', '-lgflags', '-lprotobuf', '-lboost_system',
+                    '-Wl,-rpath,%s:%s' % (os.path.join(prefix, 'lib'), os.path.join(toolkit, 'lib64'))],
+                   check=True)
+    result = subprocess.run([str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    chosen = {}
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if fields[0] in ('cpu', 'gpu'):
+            chosen[fields[0], fields[1]] = fields[2]
+    own = {'conv': 'ConvolutionLayer', 'deconv': 'DeconvolutionLayer', 'pool_ave': 'PoolingLayer',
+           'lrn': 'LRNLayer', 'lrn_within': 'LRNLayer', 'relu': 'ReLULayer', 'sigmoid': 'SigmoidLayer',
+           'tanh': 'TanHLayer', 'softmax': 'SoftmaxLayer'}
+    cudnn = {'conv': 'CuDNNConvolutionLayer', 'deconv': 'CuDNNDeconvolutionLayer',
+             'pool_ave': 'CuDNNPoolingLayer', 'lrn': 'CuDNNLRNLayer', 'lrn_within': 'CuDNNLCNLayer',
+             'relu': 'CuDNNReLULayer', 'sigmoid': 'CuDNNSigmoidLayer', 'tanh': 'CuDNNTanHLayer',
+             'softmax': 'CuDNNSoftmaxLayer'}
+    for case in own:
+        assert chosen['cpu', case] == 'caffe::%s<float>' % own[case], case
+        assert chosen['gpu', case] == 'caffe::%s<float>' % cudnn[case], case
+    for mode in ('cpu', 'gpu'):
+        assert chosen[mode, 'conv_cudnn'] == 'caffe::CuDNNConvolutionLayer<float>'
+        assert chosen[mode, 'relu_cudnn'] == 'caffe::CuDNNReLULayer<float>'
+        assert chosen[mode, 'softmax_cudnn'] == 'caffe::CuDNNSoftmaxLayer<float>'
+        assert chosen[mode, 'conv_caffe'] == 'caffe::ConvolutionLayer<float>'
+        assert chosen[mode, 'conv_dilated'] == 'caffe::ConvolutionLayer<float>'
+        assert chosen[mode, 'pool_max'] == 'caffe::PoolingLayer<float>'
+    # The Softmax at the end of the CPU-mode net: channels sum to 1 at every position, within
+    # float32 rounding of 4 terms.
+    worst = float(result.stdout.split('forward ')[1].split()[0])
+    assert worst < 1e-6
