@@ -172,7 +172,7 @@ def test_cli_warns_before_the_table(inputs, capsys):
     tmp_path, datalist, classes, _ = inputs
     flat = tmp_path / 'flat.npy'
     np.save(str(flat), np.full(SCORES.shape, 0.4))
-    import evaluate
+    evaluate = load_tool('evaluate')
     assert evaluate.main(['--scores', str(flat), '--datalist', datalist, '--classes',
                           classes, '--name', 'Flat']) == 0
     printed = capsys.readouterr().out
