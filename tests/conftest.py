@@ -18,6 +18,50 @@ TOY_NETS = dict(num_classes=5, num_proposals=8, image_size=64, student_size=32,
                 head_filler={'type': 'gaussian', 'std': 0.01}, head_params=[[10, 10], [20, 0]])
 
 
+# The same toy nets as a pipeline config's [nets] tables (the small preset made tiny, every
+# solver 4 iterations), and the toy datalists such a run reads: 64 px, 8 proposals.
+TOY_PIPELINE_SIZE, TOY_PIPELINE_BBOX_NUM = 64, 8
+TOY_PIPELINE_NETS = '''
+[nets]
+preset = "small"
+student_size = 32
+block_channels = [8, 16, 32]
+block_convs = [1, 1, 1]
+fc_size = 16
+pooled_size = 4
+
+[nets.batch_size]
+wsddn = [4, 4]
+stage1 = [4, 4]
+stage2 = [4, 4]
+student = [4, 4]
+''' + ''.join('''
+[nets.solver.%s]
+max_iter = 4
+stepsize = 4
+snapshot = 4
+''' % net for net in ('wsddn', 'stage1', 'stage2', 'student'))
+
+
+def toy_pipeline_lists(root, num_classes, num_train, num_test, seed):
+    """Complete toy datalists made by the project's own tools, as a user would make them:
+    {'train', 'test', 'test_boxes', 'classes'} paths under `root` (a pathlib.Path)."""
+    from mlic import proposals, synthetic
+    size, bbox_num = TOY_PIPELINE_SIZE, TOY_PIPELINE_BBOX_NUM
+    paths = synthetic.generate(str(root / 'raw'), num_classes=num_classes, image_size=size,
+                               num_train=num_train, num_test=num_test, seed=seed)
+    method = proposals.proposal_settings('edgeboxes', max_boxes=bbox_num)
+    lists = {}
+    for split in ('train', 'test'):
+        lists[split] = str(root / (split + '.txt'))
+        proposals.complete_datalist(paths[split + '_datalist'], lists[split], method,
+                                    str(root / 'cache'), new_width=size, new_height=size,
+                                    bbox_num=bbox_num, progress=False)
+    lists['test_boxes'] = paths['test_boxes']
+    lists['classes'] = lists['train'] + '.classes'
+    return lists
+
+
 def toy_config(**overrides):
     """netgen.small_config() with TOY_NETS (batches of 4, base_lr 0.01, clipping at 1) and
     `overrides`."""

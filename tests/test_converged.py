@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import load_tool
-from mlic import converged, proposals, run_config, sources, synthetic
+from conftest import TOY_PIPELINE_BBOX_NUM, TOY_PIPELINE_NETS, TOY_PIPELINE_SIZE, load_tool, \
+    toy_pipeline_lists
+from mlic import converged, run_config, sources
 from mlic.steps import Workspace
 
 run_pipeline = load_tool('run_pipeline')
@@ -178,43 +179,14 @@ def test_config_defaults_change_nothing_and_converged_needs_validation(tmp_path)
 
 # ---- a toy run
 
-SIZE, BBOX_NUM, NUM_CLASSES = 64, 8, 3
-
-TOY_NETS = '''
-[nets]
-preset = "small"
-student_size = 32
-block_channels = [8, 16, 32]
-block_convs = [1, 1, 1]
-fc_size = 16
-pooled_size = 4
-
-[nets.batch_size]
-wsddn = [4, 4]
-stage1 = [4, 4]
-stage2 = [4, 4]
-student = [4, 4]
-''' + ''.join('''
-[nets.solver.%s]
-max_iter = 4
-stepsize = 4
-snapshot = 4
-''' % net for net in ('wsddn', 'stage1', 'stage2', 'student'))
+SIZE, BBOX_NUM = TOY_PIPELINE_SIZE, TOY_PIPELINE_BBOX_NUM
+TOY_NETS = TOY_PIPELINE_NETS
 
 
 @pytest.fixture(scope='module')
 def toy_lists(tmp_path_factory):
-    root = tmp_path_factory.mktemp('converged_data')
-    paths = synthetic.generate(str(root / 'raw'), num_classes=NUM_CLASSES, image_size=SIZE,
-                               num_train=16, num_test=6, seed=4)
-    method = proposals.proposal_settings('edgeboxes', max_boxes=BBOX_NUM)
-    lists = {}
-    for split in ('train', 'test'):
-        lists[split] = str(root / (split + '.txt'))
-        proposals.complete_datalist(paths[split + '_datalist'], lists[split], method,
-                                    str(root / 'cache'), new_width=SIZE, new_height=SIZE,
-                                    bbox_num=BBOX_NUM, progress=False)
-    return lists
+    return toy_pipeline_lists(tmp_path_factory.mktemp('converged_data'), num_classes=3,
+                              num_train=16, num_test=6, seed=4)
 
 
 @pytest.mark.e2e  # trains every net of the method and the baselines at toy size

@@ -10,55 +10,24 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import load_tool
-from mlic import converters, netgen, pipeline, proposals, run_config, surgery, synthetic
+from conftest import TOY_PIPELINE_BBOX_NUM, TOY_PIPELINE_NETS, TOY_PIPELINE_SIZE, load_tool, \
+    toy_pipeline_lists
+from mlic import converters, netgen, pipeline, run_config, surgery
 from mlic.paths import ROOT
 
 run_pipeline = load_tool('run_pipeline')
 
 ROWS = ['Teacher (WSDDN)', 'Student w/o KD', 'Stage 1 only', 'Stage 2 only', 'Student w/ KD']
 TRAININGS = ('teacher', 'stage1', 'stage2', 'student', 'stage1_only', 'stage2_only')
-SIZE, BBOX_NUM, NUM_CLASSES = 64, 8, 4
-
-# The small nets at toy size; every solver runs 4 iterations.
-TINY_NETS = '''
-[nets]
-preset = "small"
-student_size = 32
-block_channels = [8, 16, 32]
-block_convs = [1, 1, 1]
-fc_size = 16
-pooled_size = 4
-
-[nets.batch_size]
-wsddn = [4, 4]
-stage1 = [4, 4]
-stage2 = [4, 4]
-student = [4, 4]
-''' + ''.join('''
-[nets.solver.%s]
-max_iter = 4
-stepsize = 4
-snapshot = 4
-''' % net for net in netgen.NETS)
+SIZE, BBOX_NUM, NUM_CLASSES = TOY_PIPELINE_SIZE, TOY_PIPELINE_BBOX_NUM, 4
+TINY_NETS = TOY_PIPELINE_NETS
 
 
 @pytest.fixture(scope='module')
 def user_data(tmp_path_factory):
     """Complete datalists made by the project's own tools, as a user would make them."""
-    root = tmp_path_factory.mktemp('user_data')
-    paths = synthetic.generate(str(root / 'raw'), num_classes=NUM_CLASSES, image_size=SIZE,
-                               num_train=12, num_test=8, seed=3)
-    method = proposals.proposal_settings('edgeboxes', max_boxes=BBOX_NUM)
-    lists = {}
-    for split in ('train', 'test'):
-        lists[split] = str(root / (split + '.txt'))
-        proposals.complete_datalist(paths[split + '_datalist'], lists[split], method,
-                                    str(root / 'cache'), new_width=SIZE, new_height=SIZE,
-                                    bbox_num=BBOX_NUM, progress=False)
-    lists['test_boxes'] = paths['test_boxes']
-    lists['classes'] = lists['train'] + '.classes'
-    return lists
+    return toy_pipeline_lists(tmp_path_factory.mktemp('user_data'), num_classes=NUM_CLASSES,
+                              num_train=12, num_test=8, seed=3)
 
 
 def write_config(path, user_data, boxes=True, extra_top='', datalists=None, nets=TINY_NETS):
