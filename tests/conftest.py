@@ -91,6 +91,20 @@ def pytest_ignore_collect(collection_path, config):
     return None if any(arg.startswith(gpu_tests) for arg in named) else True
 
 
+def train_with_caffe_tool(root, solver, weights=None, iterations=1):
+    """`tools/caffe train -solver solver [-weights weights]` in `root`; asserts it ran at least
+    `iterations` iterations with finite losses and returns the loss of every iteration."""
+    import math
+    from mlic.caffe_train import ITERATION_LOSS
+    args = ['train', '-solver', solver] + (['-weights', weights] if weights else [])
+    done = run_caffe_tool(args, cwd=str(root))
+    assert done.returncode == 0, done.stdout[-3000:]
+    losses = [float(m.group(2)) for m in ITERATION_LOSS.finditer(done.stdout)]
+    assert len(losses) >= iterations, done.stdout[-3000:]
+    assert all(math.isfinite(loss) for loss in losses), losses
+    return losses
+
+
 def run_caffe_tool(args, cwd, timeout=600):
     """Runs tools/caffe; returns the CompletedProcess with stdout and stderr joined."""
     return subprocess.run([CAFFE_TOOL] + list(args), cwd=cwd, stdout=subprocess.PIPE,

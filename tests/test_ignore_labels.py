@@ -2,17 +2,15 @@
 in every loss that reads the labels: the generated nets' loss layers through pycaffe against
 NumPy with the -1 entries removed, the converter of the original's prototxts, and a VOC-style
 list with -1 labels training the teacher and every student through `tools/caffe train`."""
-import math
 import os
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import run_caffe_tool
+from conftest import train_with_caffe_tool
 
 from mlic import datalist, netgen, original_prototxt, surgery
-from mlic.caffe_train import ITERATION_LOSS
 
 IGNORE = datalist.IGNORE_LABEL
 
@@ -206,14 +204,8 @@ def voc_style(tmp_path_factory):
 
 
 def train(voc_style, kind, weights=None):
-    args = ['train', '-solver', voc_style['paths'][kind + '_solver']]
-    if weights:
-        args += ['-weights', weights]
-    done = run_caffe_tool(args, cwd=str(voc_style['root']))
-    assert done.returncode == 0, done.stdout[-3000:]
-    losses = [float(m.group(2)) for m in ITERATION_LOSS.finditer(done.stdout)]
-    assert len(losses) >= ITERATIONS, done.stdout[-3000:]
-    assert all(math.isfinite(loss) for loss in losses), losses
+    losses = train_with_caffe_tool(voc_style['root'], voc_style['paths'][kind + '_solver'],
+                                   weights, ITERATIONS)
     # Cross entropies against targets in [0, 1] (and squared distances) are never negative: a
     # -1 read as a target makes the sigmoid loss unbounded below. Nor do they explode.
     assert min(losses) >= 0, losses

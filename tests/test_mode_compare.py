@@ -6,15 +6,14 @@ import pytest
 from conftest import toy_config
 from mlic import mode_compare, netgen
 
-from test_trainer import write_dataset
+from test_trainer import write_toy_lists
 
 
 @pytest.fixture(scope='module')
 def small_nets(tmp_path_factory):
     root = tmp_path_factory.mktemp('modes')
     cfg = toy_config()
-    lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
-             'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
+    lists = write_toy_lists(root, cfg)
     return root, netgen.write_nets(str(root / 'nets'), cfg, datalists=lists)
 
 

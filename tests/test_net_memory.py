@@ -13,7 +13,7 @@ from conftest import toy_config
 from mlic.paths import ROOT
 from mlic import net_memory, netgen
 
-from test_trainer import write_dataset
+from test_trainer import write_toy_lists
 
 BATCH = 4
 PYTHON = sys.executable
@@ -26,8 +26,7 @@ def small_nets(tmp_path_factory):
     # its first batch, so here the teacher has only its largest scale.
     cfg = toy_config()
     cfg['scale_factors'] = [max(cfg['scale_factors'])]
-    lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
-             'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
+    lists = write_toy_lists(root, cfg)
     return netgen.write_nets(str(root / 'nets'), cfg, datalists=lists)
 
 

@@ -49,6 +49,12 @@ def write_dataset(folder, cfg, count, seed):
     return os.path.join(folder, 'list.txt')
 
 
+def write_toy_lists(root, cfg):
+    """{'train', 'test'}: 8 training and 4 test images of write_dataset under `root`."""
+    return {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
+            'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
+
+
 @pytest.fixture(scope='module')
 def nets(tmp_path_factory):
     """The small teacher's solver, ITERATIONS long, printing every iteration's own loss."""
@@ -57,8 +63,7 @@ def nets(tmp_path_factory):
     for settings in cfg['solver'].values():
         settings.update(max_iter=ITERATIONS, snapshot=3, test_interval=ITERATIONS, test_iter=1,
                         display=1, average_loss=1)
-    lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
-             'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
+    lists = write_toy_lists(root, cfg)
     return root, cfg, lists
 
 

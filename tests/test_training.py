@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_caffe_tool, toy_config
+from conftest import run_caffe_tool, toy_config, train_with_caffe_tool
 
 from mlic import datalist, netgen, surgery
 from mlic.caffe_train import ITERATION_LOSS
@@ -102,14 +102,8 @@ def models(small):
 
 def train(small, kind, weights=None):
     """Trains with `caffe train`; returns the final model and the loss of every iteration."""
-    args = ['train', '-solver', small['paths'][kind + '_solver']]
-    if weights:
-        args += ['-weights', weights]
-    done = run_caffe_tool(args, cwd=str(small['root']))
-    assert done.returncode == 0, done.stdout[-3000:]
-    losses = [float(m.group(2)) for m in ITERATION_LOSS.finditer(done.stdout)]
-    assert len(losses) >= ITERATIONS, done.stdout[-3000:]
-    assert all(math.isfinite(loss) for loss in losses), losses
+    losses = train_with_caffe_tool(small['root'], small['paths'][kind + '_solver'], weights,
+                                   ITERATIONS)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
     model = os.path.join(str(small['root']), 'nets', 'snapshots',
                          'small_%s_iter_%d.caffemodel' % (kind, ITERATIONS))

@@ -11,15 +11,14 @@ from mlic import netgen, trainer
 from conftest import toy_config
 from gpu_required import gpu  # noqa: F401  (autouse: fails without a GPU)
 from test_trainer import ITERATIONS, assert_same_losses, caffe_tool_losses, log_losses, \
-    write_dataset
+    write_toy_lists
 
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('gpu_trainer')
     cfg = toy_config()
-    lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
-             'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
+    lists = write_toy_lists(root, cfg)
     return root, lists
 
 

@@ -7,7 +7,7 @@ from mlic import mode_compare, netgen
 
 from conftest import toy_config
 from gpu_required import gpu  # noqa: F401  (autouse: fails without a GPU)
-from test_trainer import write_dataset
+from test_trainer import write_toy_lists
 
 NETS = ['wsddn_train', 'stage1_train', 'stage2_train', 'student_train']
 
@@ -16,8 +16,7 @@ NETS = ['wsddn_train', 'stage1_train', 'stage2_train', 'student_train']
 def small_nets(tmp_path_factory):
     root = tmp_path_factory.mktemp('gpu_vs_cpu')
     cfg = toy_config()
-    lists = {'train': write_dataset(str(root / 'train'), cfg, 8, 0),
-             'test': write_dataset(str(root / 'test'), cfg, 4, 1)}
+    lists = write_toy_lists(root, cfg)
     paths = netgen.write_nets(str(root / 'nets'), cfg, datalists=lists)
     return root, paths
 
