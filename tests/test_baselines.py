@@ -242,4 +242,6 @@ def test_command_line_options_set_baselines_and_budget():
                                             'budget': 'equal'}
     none = pipeline.run_overrides(parser.parse_args(['--baselines', '']))
     config = pipeline.load_config(DEMO_TOML, overrides=none)
-    assert config['baselines'] == [] and config['budget'] == 'schedules'  # the full demo's
+    assert config['baselines'] == [] and config['budget'] == 'equal'  # the full demo's
+    own = pipeline.run_overrides(parser.parse_args(['--budget', 'schedules']))
+    assert pipeline.load_config(DEMO_TOML, overrides=own)['budget'] == 'schedules'

@@ -31,20 +31,20 @@ SECTION_HELP = {
 
 # The demo's nets are the small preset's (netgen.SMALL); the demo sets the pipeline's choices
 # (stage 1 with trained fc6/fc7, the teacher's outputs precomputed) and its schedules.
-_SOLVER = {'max_iter': 2700, 'stepsize': 2000, 'snapshot': 900}
+_SOLVER = {'max_iter': 1800, 'stepsize': 1350, 'snapshot': 600}
 DEMO_SETTINGS = {
-    'folder': 'runs/demo', 'seeds': [1], 'jobs': 2,
+    'folder': 'runs/demo', 'seeds': [1], 'jobs': 2, 'budget': 'equal',
     'data': {'num_classes': 10, 'image_size': 192, 'object_size': [14, 44],
              'objects_per_image': [1, 4], 'num_train': 1600, 'num_test': 400, 'seed': 7},
     'proposals': {'method': 'edgeboxes', 'bbox_num': 48, 'beta': 0.55, 'workers': 1},
     'pretrain': {'num_images': 6000, 'object_size': [16, 60], 'seed': 5, 'batch_size': 32,
-                 'solver': {'base_lr': 0.01, 'max_iter': 450, 'stepsize': 360, 'snapshot': 150,
+                 'solver': {'base_lr': 0.01, 'max_iter': 400, 'stepsize': 320, 'snapshot': 200,
                             'clip_gradients': 10.0}},
     'nets': {
         'stage1_fc_frozen': False, 'soft_targets': 'precomputed', 'roi_targets': 'precomputed',
         'solver': {
-            'wsddn': {'max_iter': 500, 'stepsize': 420, 'snapshot': 250},
-            'stage1': {'max_iter': 1200, 'stepsize': 1000, 'snapshot': 400},
+            'wsddn': {'max_iter': 400, 'stepsize': 340, 'snapshot': 200},
+            'stage1': {'max_iter': 900, 'stepsize': 750, 'snapshot': 300},
             'stage2': dict(_SOLVER), 'student': dict(_SOLVER)},
     },
     'quick': {
