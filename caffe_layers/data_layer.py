@@ -5,7 +5,9 @@ Tops: `data` (N, 3, H, W) float32 BGR minus mean_value, times scale, and `label_
 padding row), the layout a Slice at C and WsdRoigen expect. With soft_targets one more top,
 (N, C): the teacher's precomputed image-level scores of each image, of its mirrored side when it
 was mirrored; with roi_targets one more (the last), (N * B, D): the teacher's precomputed RoI
-features of each image's proposals, of the side it was given. Parameters: the text of
+features of each image's proposals, of the side it was given; with map_targets one more (the
+last), (N, C, H, W): the teacher's precomputed map of each image (the classic baselines'
+attention map or last conv features), of the side it was given. Parameters: the text of
 mlic.MultiLabelRoIDataParameter (caffe_layers/proto/mlic_layers.proto) in
 python_param.param_str.
 
@@ -124,6 +126,9 @@ def check_param(param):
     if param.roi_targets and param.scale_factors:
         raise DataLayerError('roi_targets', 'the teacher\'s RoI features are computed at one '
                              'scale: leave scale_factors empty')
+    if param.map_targets and param.scale_factors:
+        raise DataLayerError('map_targets', 'the teacher\'s maps are computed at one scale: '
+                             'leave scale_factors empty')
 
 
 def extra_tops(param):
@@ -131,7 +136,16 @@ def extra_tops(param):
     order."""
     return [(name, load) for name, field, load in (
         ('soft_target', 'soft_targets', load_soft_targets),
-        ('roi_target', 'roi_targets', load_roi_targets)) if getattr(param, field)]
+        ('roi_target', 'roi_targets', load_roi_targets),
+        ('map_target', 'map_targets', load_map_targets)) if getattr(param, field)]
+
+
+def target_top_shape(targets, batch):
+    """The top's shape for `batch` images of a (lines, 2, ...) targets array: RoI features
+    (lines, 2, B, D) give (N * B, D) rows, the rest (N,) + the per-image shape."""
+    if targets.ndim == 4:
+        return (batch * targets.shape[2], targets.shape[3])
+    return (batch,) + tuple(targets.shape[2:])
 
 
 def load_soft_targets(param, num_images):
@@ -181,6 +195,30 @@ def load_roi_targets(param, num_images):
             line = start + int(np.argwhere(~finite.all(axis=(1, 2)))[0][0])
             raise DataLayerError('roi_targets', '%s: the features of line %d of %s are not '
                                  'finite' % (param.roi_targets, line + 1, param.source))
+    return targets
+
+
+def load_map_targets(param, num_images):
+    """The (num_images, 2, C, H, W) float32 array of param.map_targets, memory-mapped (the
+    FitNets hint features are large) and checked for finite values."""
+    try:
+        targets = np.load(param.map_targets, mmap_mode='r')
+    except (OSError, ValueError) as e:
+        raise DataLayerError('map_targets', 'cannot read %s: %s' % (param.map_targets, e))
+    if targets.ndim != 5 or targets.shape[:2] != (num_images, 2) or 0 in targets.shape:
+        raise DataLayerError('map_targets', '%s has shape %s; %s needs (%d, 2, C, H, W) (one '
+                             'map per line, as read and mirrored)'
+                             % (param.map_targets, targets.shape, param.source, num_images))
+    if targets.dtype != np.float32:
+        raise DataLayerError('map_targets', '%s holds %s; it must be float32 (it is read in '
+                             'place)' % (param.map_targets, targets.dtype))
+    for start in range(0, num_images, 64):
+        finite = np.isfinite(targets[start:start + 64]).reshape(-1, 2 * int(
+            np.prod(targets.shape[2:])))
+        if not finite.all():
+            line = start + int(np.argwhere(~finite.all(axis=1))[0][0])
+            raise DataLayerError('map_targets', '%s: the map of line %d of %s is not finite'
+                                 % (param.map_targets, line + 1, param.source))
     return targets
 
 
@@ -428,9 +466,7 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         top[0].reshape(*shape)
         top[1].reshape(*label_roi.shape)
         for k, targets in enumerate(self.targets):  # pycaffe's top vector does not slice
-            # (N, C) soft targets, (N * B, D) RoI features
-            top[2 + k].reshape(len(label_roi) * int(np.prod(targets.shape[2:-1])),
-                               targets.shape[-1])
+            top[2 + k].reshape(*target_top_shape(targets, len(label_roi)))
 
     @_say_why
     def forward(self, bottom, top):

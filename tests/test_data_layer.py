@@ -63,7 +63,8 @@ def param_str(root, **overrides):
 
 def net_text(root, **overrides):
     soft = ''.join(' top: "%s"' % top for top, field in (('soft_target', 'soft_targets'),
-                                                          ('roi_target', 'roi_targets'))
+                                                          ('roi_target', 'roi_targets'),
+                                                          ('map_target', 'map_targets'))
                    if overrides.get(field))
     return textwrap.dedent('''
         layer { name: "data" type: "Python" top: "data" top: "label_roi"%s
@@ -550,6 +551,64 @@ def test_a_missing_roi_target_top_is_named(caffe, dataset):
     with pytest.raises(RuntimeError, match=r'MultiLabelRoIDataLayer: top: takes 3 top blobs '
                                            r'\(data, label_roi, roi_target\), got 2'):
         caffe.Net(str(dataset / 'short.prototxt'), caffe.TRAIN)
+
+
+def map_targets_file(root, targets, dtype=np.float32):
+    path = root / 'map_targets.npy'
+    np.save(str(path), np.asarray(targets, dtype=dtype))
+    return str(path)
+
+
+MAP_SHAPE = (2, 3, 4)  # channels, height, width of the teacher's map
+
+
+def test_map_targets_give_each_image_the_map_of_its_side(caffe, dataset):
+    """The baselines' teacher maps, (N, C, H, W), after the RoI features when both are set."""
+    # Line i, side m, entry (c, y, x): 1000 i + 100 m + 16 c + 4 y + x.
+    i, m = np.meshgrid(np.arange(C), np.arange(2), indexing='ij')
+    maps = (1000 * i + 100 * m)[:, :, None, None, None] + \
+        np.arange(int(np.prod(MAP_SHAPE))).reshape(MAP_SHAPE)
+    roi = np.zeros((C, 2, BBOX_NUM, ROI_D), dtype=np.float32)
+    net = make_net(caffe, dataset, caffe.TRAIN, shuffle=True, seed=6, mirror=True,
+                   roi_targets=roi_targets_file(dataset, roi),
+                   map_targets=map_targets_file(dataset, maps))
+    assert list(net.top_names['data']) == ['data', 'label_roi', 'roi_target', 'map_target']
+    sides = set()
+    for _ in range(4):
+        net.forward()
+        data, label_roi = net.blobs['data'].data, net.blobs['label_roi'].data
+        given = net.blobs['map_target'].data
+        assert given.shape == (C,) + MAP_SHAPE
+        for n in range(C):
+            image = int(np.argmax(label_roi[n, :C]))
+            mirror = not np.array_equal(data[n], expected_image(dataset, image, 1, False))
+            np.testing.assert_array_equal(given[n], maps[image, int(mirror)])
+            sides.add(mirror)
+    assert sides == {False, True}
+
+
+@pytest.mark.parametrize('shape,dtype,overrides,message', [
+    ((C - 1, 2) + MAP_SHAPE, np.float32, {},
+     r'.*map_targets.npy has shape \(5, 2, 2, 3, 4\); .*list.txt needs \(6, 2, C, H, W\)'),
+    ((C, 2, 12), np.float32, {}, r'.*has shape \(6, 2, 12\)'),
+    ((C, 2) + MAP_SHAPE, np.float64, {}, r'.*map_targets.npy holds float64; it must be float32'),
+    ((C, 2) + MAP_SHAPE, np.float32, dict(scale_factors=[1.0, 0.5]),
+     r'.*at one scale: leave scale_factors empty'),
+    ('inf', np.float32, {}, r'.*map_targets.npy: the map of line 4 of .*list.txt is not finite'),
+    (None, np.float32, {}, r'cannot read .*missing.npy'),
+])
+def test_bad_map_targets_name_the_field_and_file(caffe, dataset, shape, dtype, overrides,
+                                                 message):
+    if shape is None:
+        path = str(dataset / 'missing.npy')
+    elif shape == 'inf':
+        targets = np.zeros((C, 2) + MAP_SHAPE)
+        targets[3, 0, 1, 2, 3] = np.inf
+        path = map_targets_file(dataset, targets)
+    else:
+        path = map_targets_file(dataset, np.zeros(shape), dtype)
+    with pytest.raises(RuntimeError, match='MultiLabelRoIDataLayer: map_targets: ' + message):
+        make_net(caffe, dataset, caffe.TRAIN, map_targets=path, **overrides)
 
 
 def test_a_deploy_net_takes_the_mean_of_the_train_net_beside_it(tmp_path):
