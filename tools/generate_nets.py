@@ -80,7 +80,7 @@ def data_config(args):
             raise ValueError('--max-pixels must be 0 (no limit) or positive, got %d'
                              % args.max_pixels)
         cfg['max_pixels'] = args.max_pixels
-    for key in ('soft_targets', 'roi_targets'):
+    for key in netgen.TARGET_KEYS:
         if getattr(args, key):
             cfg[key] = getattr(args, key)
     return cfg
@@ -116,6 +116,12 @@ def main(argv=None):
     parser.add_argument('--roi-targets', help='stage 1 reads the teacher\'s RoI features from '
                         'this .npy (tools/compute_teacher_targets.py) instead of running the '
                         'teacher')
+    parser.add_argument('--attention-targets', help='attention transfer reads the teacher\'s '
+                        'attention maps from this .npy (tools/compute_baseline_targets.py) '
+                        'instead of running the teacher')
+    parser.add_argument('--hint-targets', help='FitNets\' hint stage reads the teacher\'s last '
+                        'conv features from this .npy (tools/compute_baseline_targets.py) '
+                        'instead of running the teacher')
     parser.add_argument('--relative-to', default=os.getcwd(),
                         help='folder caffe is run from; paths in the files are relative to it '
                              '(default: the current folder)')

@@ -74,6 +74,14 @@ def _data_layer_tops(layer, batch):
             raise NetMemoryError('layer %s: the RoI features %s give the width of its last top '
                                  'and cannot be read: %s' % (layer.name, param.roi_targets, e))
         shapes.append((batch * param.bbox_num, dim))
+    if param.map_targets:
+        import numpy as np
+        try:
+            shape = np.load(param.map_targets, mmap_mode='r').shape[2:]
+        except (OSError, ValueError) as e:
+            raise NetMemoryError('layer %s: the teacher\'s maps %s give the shape of its last top '
+                                 'and cannot be read: %s' % (layer.name, param.map_targets, e))
+        shapes.append((batch,) + tuple(shape))
     return list(zip(layer.top, shapes))
 
 

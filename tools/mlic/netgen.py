@@ -15,7 +15,8 @@ layer's shuffling and augmentation; None: not written) and datalists (default {'
 'test': path}, relative to the repository root); max_pixels is the data layer's limit on an
 image's pixels (0: none; written only when it is not the layer's default). soft_targets and roi_targets are None (the
 teacher runs inside the KD net) or the path of the .npy that tools/compute_teacher_targets.py
-wrote.
+wrote; attention_targets and hint_targets the same for the baselines' nets (BASELINE_NETS) and
+tools/compute_baseline_targets.py.
 """
 import copy
 import os
@@ -46,6 +47,7 @@ FILES = {
     'fitnets_hint_solver': 'baselines/fitnets_hint_solver.prototxt',
     'attention_train': 'baselines/attention_train.prototxt',
     'attention_solver': 'baselines/attention_solver.prototxt',
+    'baseline_teacher_deploy': 'baselines/teacher_deploy.prototxt',
 }
 
 # The classic distillation baselines (docs/baselines.md), from the same frozen WSDDN teacher:
@@ -55,6 +57,12 @@ BASELINE_NETS = {'fitnets_hint': 'stage1', 'attention': 'student'}
 # Attention transfer's beta (its paper's 1000), applied to the mean over images and map
 # positions of the squared distance between the normalised maps, as its authors' code does.
 ATTENTION_BETA = 1000.0
+# The config keys of the teacher's outputs that a net can read from the data layer instead of
+# running the teacher: None, or the .npy the teacher's precomputation wrote. The first two feed
+# the KD stages, the last two the baselines ({key: the baseline net that reads it}).
+KD_TARGET_KEYS = ('soft_targets', 'roi_targets')
+BASELINE_TARGET_KEYS = {'attention_targets': 'attention', 'hint_targets': 'fitnets_hint'}
+TARGET_KEYS = KD_TARGET_KEYS + tuple(BASELINE_TARGET_KEYS)
 
 NET_NAMES = {'wsddn': 'VGG16_wsddn', 'stage1': 'stage1', 'stage2': 'stage2',
              'student': 'student'}
@@ -104,6 +112,8 @@ FULL = {
     'stage1_fc_frozen': False,
     'soft_targets': None,
     'roi_targets': None,
+    'attention_targets': None,
+    'hint_targets': None,
     'batch_size': {'wsddn': (32, 16), 'stage1': (32, 16), 'stage2': (28, 4),
                    'student': (28, 4)},
     'solver': {
@@ -301,14 +311,16 @@ class Net(object):
 
 
 def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
-    """The data layer per phase (tops data, label_roi), or one Input layer when inputs=True.
-    A baseline net (BASELINE_NETS) reads as its solver's net does, without precomputed
-    targets."""
+    """The data layer per phase (tops data, label_roi, and in TRAIN the precomputed targets
+    the net reads), or one Input layer when inputs=True. A baseline net (BASELINE_NETS) reads
+    at the batch size of its solver's net, at one scale (the teacher's maps are exact to
+    precompute), and its precomputed map (map_target) when it has one."""
     batch_kind = BASELINE_NETS.get(kind, kind)
     train_batch, test_batch = cfg['batch_size'][batch_kind]
     width = cfg['num_classes'] + 5 * cfg['num_proposals']
     soft_targets = cfg['soft_targets'] if kind == 'stage2' else None
     roi_targets = cfg['roi_targets'] if kind == 'stage1' else None
+    map_targets = baseline_targets(cfg, kind)
     if inputs:
         size = cfg['image_size']
         tops = ['data', 'label_roi']
@@ -319,6 +331,9 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
         if roi_targets:
             tops.append('roi_target')
             shapes.append({'dim': [train_batch * cfg['num_proposals'], cfg['fc_size']]})
+        if map_targets:
+            tops.append('map_target')
+            shapes.append({'dim': [train_batch] + list(baseline_map_shape(cfg, kind))})
         net.add('data', 'Input', top=tops, input_param={'shape': shapes})
         return
     for phase, batch, train in ((caffe_pb2.TRAIN, train_batch, True),
@@ -343,6 +358,9 @@ def data_layers(net, cfg, kind, datalists, root_folder, inputs=False):
         if train and roi_targets:
             fields.append(('roi_targets', roi_targets))
             tops.append('roi_target')
+        if train and map_targets:
+            fields.append(('map_targets', map_targets))
+            tops.append('map_target')
         net.add('data', 'Python', top=tops, phase=phase,
                 python_param={'module': DATA_MODULE, 'layer': DATA_LAYER,
                               'param_str': param_text(fields)})
@@ -547,10 +565,26 @@ def conv_map_size(cfg, size):
     return size
 
 
-def teacher_conv(net, cfg):
+def teacher_conv(net, cfg, image='data'):
     """The frozen teacher's conv blocks on the full-size image: its last conv features, with no
     gradient into them (lr_mult 0, propagate_down false), deterministic in both phases."""
-    return conv_blocks(net, cfg, 'data', True, FROZEN, pool_last=False)
+    return conv_blocks(net, cfg, image, True, FROZEN, pool_last=False)
+
+
+def baseline_targets(cfg, kind):
+    """The .npy of the teacher's precomputed map that baseline net `kind` reads (None: the
+    teacher runs inside it, or `kind` is no baseline)."""
+    for key, net_kind in BASELINE_TARGET_KEYS.items():
+        if kind == net_kind:
+            return cfg[key]
+    return None
+
+
+def baseline_map_shape(cfg, kind):
+    """(C, H, W) of the teacher's map a baseline net compares with: the attention map (1 channel)
+    or the last conv features, at the teacher's input size."""
+    side = conv_map_size(cfg, cfg['image_size'])
+    return (1 if kind == 'attention' else cfg['block_channels'][-1], side, side)
 
 
 def attention_map(net, cfg, prefix, conv, frozen, resize_to=None):
@@ -594,7 +628,9 @@ def baseline_net(cfg, kind, datalists, root_folder='', inputs=False):
     positions of the squared distance between the L2-normalised attention maps of the student's
     and the teacher's last conv layer, the student's map resized to the teacher's.
     The teacher runs inside the net, frozen: in the TEST phase of its layers it computes the
-    same features a precomputation would."""
+    same features a precomputation would (baseline_teacher_deploy_net), and with
+    attention_targets / hint_targets set the net reads those instead (map_target, TRAIN only:
+    there is no precomputed map of the test images, so the test net leaves that loss out)."""
     if kind not in BASELINE_NETS:
         raise ValueError('unknown baseline net %r (one of %s)'
                          % (kind, ', '.join(BASELINE_NETS)))
@@ -602,7 +638,11 @@ def baseline_net(cfg, kind, datalists, root_folder='', inputs=False):
     data_layers(net, cfg, kind, datalists, root_folder, inputs)
     slice_labels(net, cfg, 'label')
     net.add('silence', 'Silence', ['list_roi'], top=[])
-    target = teacher_conv(net, cfg)
+    precomputed = bool(baseline_targets(cfg, kind))
+    target = 'map_target' if precomputed else teacher_conv(net, cfg)
+    # No precomputed maps of the test images: the test net leaves the teacher's loss out.
+    test_without_teacher = precomputed and not inputs
+    train_only = caffe_pb2.TRAIN if test_without_teacher else None
     side = conv_map_size(cfg, cfg['image_size'])
     if kind == 'fitnets_hint':
         net.add('silence_label', 'Silence', ['label'], top=[])
@@ -618,14 +658,20 @@ def baseline_net(cfg, kind, datalists, root_folder='', inputs=False):
         aligned = net.add('hint_aligned', 'Interp', [regressed],
                           param_str=param_text([('height', side), ('width', side)]))
         net.add('loss_hint', 'EuclideanLoss', [aligned, target], propagate_down=[True, False],
-                loss_weight=1.0 / (side * side))
+                loss_weight=1.0 / (side * side), phase=train_only)
+        if test_without_teacher:
+            net.add('silence_test', 'Silence', [aligned], top=[], phase=caffe_pb2.TEST)
     else:
         logits = classifier(net, cfg, student_trunk(net, cfg, 'data'))
         student_map = attention_map(net, cfg, 'attention_student', last_conv_name(cfg),
                                     frozen=False, resize_to=side)
-        teacher_map = attention_map(net, cfg, 'attention_teacher', target, frozen=True)
+        teacher_map = target if precomputed else \
+            attention_map(net, cfg, 'attention_teacher', target, frozen=True)
         net.add('loss_attention', 'EuclideanLoss', [student_map, teacher_map],
-                propagate_down=[True, False], loss_weight=ATTENTION_BETA / (side * side))
+                propagate_down=[True, False], loss_weight=ATTENTION_BETA / (side * side),
+                phase=train_only)
+        if test_without_teacher:
+            net.add('silence_test', 'Silence', [student_map], top=[], phase=caffe_pb2.TEST)
         net.add('loss_sig', 'SigmoidCrossEntropyLoss', [logits, 'label'],
                 propagate_down=[True, False], loss_weight=1, loss_param=LABEL_LOSS_PARAM)
     return net.param
@@ -651,6 +697,21 @@ def teacher_deploy_net(cfg, name, kd):
     net.add('roi', 'WsdRoigen', ['proposaldata'])
     input_scale(net, cfg, 'imagedata')
     teacher(net, cfg, 'imagedata', kd=kd, heads=True)
+    return net.param
+
+
+def baseline_teacher_deploy_net(cfg):
+    """The frozen teacher's part that the baselines learn from, at test time: input imagedata
+    (N, 3, S, S); its last conv features (blob last_conv_name(cfg, kd_teacher=True), the FitNets
+    hint) and their L2-normalised attention map (output attention_teacher_normalized), by the
+    same layers, names and weights as in the baselines' train nets."""
+    net = Net('baseline_teacher')
+    size = cfg['image_size']
+    net.param.input.append('imagedata')
+    net.param.input_shape.add(dim=[1, 3, size, size])
+    input_scale(net, cfg, 'imagedata')
+    conv = teacher_conv(net, cfg, 'imagedata')
+    attention_map(net, cfg, 'attention_teacher', conv, frozen=True)
     return net.param
 
 
@@ -681,7 +742,9 @@ def student_deploy_net(cfg):
 def solver_param(cfg, kind, net_path, snapshot_prefix):
     solver = caffe_pb2.SolverParameter(net=net_path, snapshot_prefix=snapshot_prefix)
     settings = dict(cfg['solver'][BASELINE_NETS.get(kind, kind)])
-    if kind == 'stage1' and cfg['roi_targets']:  # its test net has no loss (train_net)
+    if (kind == 'stage1' and cfg['roi_targets']) or (kind == 'fitnets_hint' and
+                                                     cfg['hint_targets']):
+        # Its test net has no loss (train_net, baseline_net): no testing.
         for key in ('test_iter', 'test_interval', 'test_initialization'):
             settings.pop(key, None)
     test_iter = settings.pop('test_iter', None)
@@ -707,7 +770,7 @@ def net_texts(cfg, datalists=None, root_folder='', snapshot_dir=None, relative_t
               out_dir='.'):
     """{key of FILES: file text} of every net and solver."""
     check_config(cfg)
-    for key in ('soft_targets', 'roi_targets'):
+    for key in TARGET_KEYS:
         if cfg[key]:
             cfg = dict(cfg, **{key: _path(cfg[key], relative_to)})
     datalists = dict(cfg['datalists'], **(datalists or {}))
@@ -722,6 +785,7 @@ def net_texts(cfg, datalists=None, root_folder='', snapshot_dir=None, relative_t
         'wsddn_deploy': to_text(wsddn_deploy_net(cfg), header),
         'student_deploy': to_text(student_deploy_net(cfg), header),
         'stage2_teacher_deploy': to_text(stage2_teacher_deploy_net(cfg), header),
+        'baseline_teacher_deploy': to_text(baseline_teacher_deploy_net(cfg), header),
     }
     for kind in NETS:
         net_key, solver_key = kind + '_train', kind + '_solver'

@@ -115,6 +115,10 @@ def _replace_data_layers(net):
             if param.roi_targets:  # the teacher's fc7 rows, as wide as the student's
                 fc7 = [l for l in layers if l.name == 'fc7'][0].inner_product_param.num_output
                 new.input_param.shape.add(dim=[param.bbox_num, fc7])
+            if param.map_targets:  # (C, H, W) of the teacher's map, from the .npy's header
+                import numpy as np
+                new.input_param.shape.add(
+                    dim=[1] + list(np.load(param.map_targets, mmap_mode='r').shape[2:]))
             done = True
             continue
         new = net.layer.add()
