@@ -185,6 +185,74 @@ def teacher_targets(deploy, weights, train, cfg, soft_path=None, roi_path=None, 
     return soft, features
 
 
+def _run_workers(fill, count, workers, what):
+    """fill(part) over `workers` forked processes (one: in this process), each with its share
+    (a slice) of `count` images; raises when a worker failed."""
+    import multiprocessing
+    workers = max(1, min(int(workers), count))
+    parts = [slice(k * count // workers, (k + 1) * count // workers) for k in range(workers)]
+    if workers == 1:
+        fill(parts[0])
+        return
+    context = multiprocessing.get_context('fork')
+    processes = [context.Process(target=fill, args=(part,)) for part in parts]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    failed = [(part, process.exitcode) for part, process in zip(parts, processes)
+              if process.exitcode != 0]
+    if failed:
+        part, code = failed[0]
+        raise RuntimeError('%s: the worker for images %d..%d failed (exit code %s; its error '
+                           'is above)' % (what, part.start + 1, part.stop, code))
+
+
+def baseline_maps(net, data, conv_blob):
+    """(attention maps (N, 1, H, W), last conv features (N, C, H, W)) of the
+    baseline_teacher_deploy net `net` for the deploy input `data` (N, 3, S, S)."""
+    net.blobs['imagedata'].reshape(*data.shape)
+    net.blobs['imagedata'].data[...] = data
+    out = net.forward(blobs=[conv_blob])
+    return out['attention_teacher_normalized'], out[conv_blob]
+
+
+def baseline_targets(deploy, weights, train, cfg, conv_blob, attention_path=None,
+                     hint_path=None, workers=1, batch_size=8):
+    """The frozen teacher's maps the classic baselines learn from, for every image of `train`
+    (a TestSet of the train list) as read and mirrored, by the baseline_teacher_deploy net (the
+    same layers as in the baselines' train nets). Writes, as memory-mapped .npy files filled in
+    place:
+      attention_path  attention transfer's (num_images, 2, 1, H, W) L2-normalised maps
+      hint_path       FitNets' (num_images, 2, C, H, W) last conv features (blob conv_blob)
+    workers: forked processes (CPU only), each over its share of the images with its own
+    net."""
+    count = len(train.images)
+    net = open_net(deploy, weights)
+    probe = load_images(train.images[:1], cfg)
+    attention, features = baseline_maps(net, probe, conv_blob)
+    outputs = {}
+    for path, sample in ((attention_path, attention), (hint_path, features)):
+        if path:
+            outputs[path] = np.lib.format.open_memmap(
+                path, mode='w+', dtype=np.float32, shape=(count, 2) + sample.shape[1:])
+    del net  # each worker opens its own
+
+    def fill(part):
+        net = open_net(deploy, weights)
+        for batch in _batches(part.stop - part.start, batch_size):
+            rows = slice(part.start + batch.start, part.start + batch.stop)
+            for side in (0, 1):
+                data = load_images(train.images[rows], cfg, mirror=bool(side))
+                maps = baseline_maps(net, data, conv_blob)
+                for path, values in zip((attention_path, hint_path), maps):
+                    if path:
+                        outputs[path][rows, side] = values
+    _run_workers(fill, count, workers, 'baseline_targets of %s' % train.path)
+    for array in outputs.values():
+        array.flush()
+
+
 def read_ground_truth(boxes_json, image_paths, root_folder='', new_size=None):
     """Per image of image_paths, the (class_index, x1, y1, x2, y2, difficult) tuples of a
     ground-truth box file (converters.write_boxes_json), whose image paths are as in the
