@@ -30,7 +30,8 @@ SECTION_HELP = {
 }
 
 # The demo's nets are the small preset's (netgen.SMALL); the demo sets the pipeline's choices
-# (stage 1 with trained fc6/fc7, the teacher's outputs precomputed) and its schedules.
+# (stage 1 with trained fc6/fc7, the teacher's outputs precomputed, for the KD stages and the
+# baselines) and its schedules.
 _SOLVER = {'max_iter': 1800, 'stepsize': 1350, 'snapshot': 600}
 DEMO_SETTINGS = {
     'folder': 'runs/demo', 'seeds': [1], 'jobs': 2, 'budget': 'equal',
@@ -42,6 +43,7 @@ DEMO_SETTINGS = {
                             'clip_gradients': 10.0}},
     'nets': {
         'stage1_fc_frozen': False, 'soft_targets': 'precomputed', 'roi_targets': 'precomputed',
+        'attention_targets': 'precomputed', 'hint_targets': 'precomputed',
         'solver': {
             'wsddn': {'max_iter': 400, 'stepsize': 340, 'snapshot': 200},
             'stage1': {'max_iter': 900, 'stepsize': 750, 'snapshot': 300},
@@ -118,7 +120,7 @@ PRESET_PLACE = {'nets': lambda preset, name: preset[name],
 
 def _preset_value(section, name, preset):
     value = PRESET_PLACE[section](preset, name)
-    if name in ('soft_targets', 'roi_targets') and value is None:
+    if name in netgen.TARGET_KEYS and value is None:
         return 'online'
     return list(value) if isinstance(value, tuple) else value
 

@@ -56,8 +56,9 @@ def solver_overrides(solvers, where):
 
 def net_config(config, num_classes):
     """netgen's config: the preset under the [nets] tables; num_classes from the classes,
-    num_proposals and image_size from the data (data_sizes). soft_targets and roi_targets are
-    None ("online") or "precomputed"."""
+    num_proposals and image_size from the data (data_sizes). The teacher's targets
+    (netgen.TARGET_KEYS: soft_targets, roi_targets, attention_targets, hint_targets) are None
+    ("online") or "precomputed"."""
     from mlic import netgen
     where = config.get('config_path', 'config')
     nets = copy.deepcopy(config.get('nets', {}))
@@ -74,7 +75,7 @@ def net_config(config, num_classes):
     for net, table in solvers.items():
         cfg['solver'][net].update(table)
     cfg['batch_size'] = {k: tuple(v) for k, v in cfg['batch_size'].items()}
-    for key in ('soft_targets', 'roi_targets'):
+    for key in netgen.TARGET_KEYS:
         if cfg[key] == 'online':
             cfg[key] = None
     try:
@@ -88,6 +89,7 @@ def effective_config(config):
     """[(dotted key, value, origin)] of every setting the run uses: origin is the config file
     (set there), "command line", "preset <name>" (the nets' preset) or "default" (the
     schema's)."""
+    from mlic import netgen
     kind = kind_of(config)
     rows = []
     for section in SECTIONS[kind]:
@@ -109,7 +111,7 @@ def effective_config(config):
     cfg = net_config(config, preset['num_classes'])
     for key in SCHEMA['nets'][1:]:
         value = cfg[key.name]
-        if key.name in ('soft_targets', 'roi_targets') and value is None:
+        if key.name in netgen.TARGET_KEYS and value is None:
             value = 'online'
         row('nets.' + key.name, value)
     for net, sizes in cfg['batch_size'].items():

@@ -18,7 +18,7 @@ from mlic import caffe_train, converged, devices, run_config, sources
 from mlic.net_settings import net_config  # noqa: F401  (the pipeline's API)
 from mlic.report import BASELINE_TRAININGS, TRAININGS  # noqa: F401
 from mlic.run_config import ConfigError, load_config  # noqa: F401
-from mlic.seed_steps import SEED_STEPS, SeedSteps, precomputed
+from mlic.seed_steps import SEED_STEPS, SeedSteps, baseline_precomputed, precomputed
 from mlic.steps import Workspace, log, run_graph
 
 OPTIONAL_TRAININGS = [step for steps in BASELINE_TRAININGS.values() for step in steps]
@@ -36,6 +36,9 @@ STEP_HELP = (
     ('teacher', 'the WSDDN teacher, trained on image labels'),
     ('teacher_targets', 'with nets.soft_targets or nets.roi_targets = "precomputed": the '
                         "teacher's stage-2 scores / stage-1 RoI features of every train image"),
+    ('baseline_targets', 'with a baseline and nets.attention_targets or nets.hint_targets = '
+                         '"precomputed": the teacher\'s attention maps / last conv features of '
+                         'every train image'),
     ('stage1', "KD stage 1: the student's RoI features regress the teacher's"),
     ('stage2', "KD stage 2 from stage 1: labels + the teacher's soft scores"),
     ('student', 'the same student on labels only ("w/o KD")'),
@@ -144,6 +147,7 @@ class Pipeline(object):
                      for step in BASELINE_TRAININGS[name]]
         per_seed = [name for name in SEED_STEPS
                     if (name != 'teacher_targets' or precomputed(self.config))
+                    and (name != 'baseline_targets' or baseline_precomputed(self.config))
                     and (name not in OPTIONAL_TRAININGS or name in baselines)]
         return list(self.source.steps()) + per_seed + ['report']
 

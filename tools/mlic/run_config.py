@@ -213,6 +213,14 @@ SCHEMA = {
         Key('roi_targets', choice('online', 'precomputed'), PRESET,
             "stage 1: the same for the teacher's RoI features (lines x 2 x bbox_num x "
             'fc_size floats on disk)'),
+        # The baselines' data layer reads every image at one size (only the side is random),
+        # so the teacher's map of an image and side is always the same: exact to precompute.
+        Key('attention_targets', choice('online', 'precomputed'), PRESET,
+            "attention transfer: the teacher's attention map computed in the net or once per "
+            'train image and side (lines x 2 x H x W floats)'),
+        Key('hint_targets', choice('online', 'precomputed'), PRESET,
+            "FitNets' hint stage: the same for the teacher's last conv features (lines x 2 x "
+            'C x H x W floats on disk)'),
     ],
     'nets.batch_size': [Key(net, PAIR, PRESET, '(train, test) images per iteration of %s'
                             % what) for net, what in zip(NETS, (

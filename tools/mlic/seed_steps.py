@@ -12,13 +12,15 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+
 from mlic import budget, converged, devices, evaluation_steps
 from mlic.net_settings import net_config
 from mlic.report import BASELINE_TRAININGS, TRAININGS
 from mlic.run_config import ConfigError
 from mlic.steps import fingerprint, log
 
-SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'stage1', 'stage2', 'student', 'stage1_only',
+SEED_STEPS = ('nets', 'teacher', 'teacher_targets', 'baseline_targets', 'stage1', 'stage2', 'student', 'stage1_only',
               'stage2_only', 'fitnets_hint', 'fitnets', 'attention', 'teacher_eval', 'evaluate')
 
 SeedNets = collections.namedtuple('SeedNets', 'seed folder cfg classes files inputs_key key')
@@ -31,12 +33,36 @@ Trained.__doc__ = ("A step's result: its key, its folder and, for a training, it
                    '.caffemodel')
 
 TARGET_KINDS = {'soft_targets': 'stage-2 scores', 'roi_targets': 'stage-1 RoI features'}
+# The baselines' precomputed maps: {[nets] key: (the baseline that reads them, what they are)}.
+BASELINE_TARGET_KINDS = {'attention_targets': ('attention', 'attention maps'),
+                         'hint_targets': ('fitnets', 'last conv features')}
 
 
 def precomputed(config):
     """The [nets] keys of the teacher's outputs computed once: soft_targets, roi_targets."""
     nets = config.get('nets', {})
     return [key for key in TARGET_KINDS if nets.get(key) == 'precomputed']
+
+
+def baseline_precomputed(config):
+    """The [nets] keys of the baselines' maps computed once (attention_targets, hint_targets),
+    of the baselines the run trains."""
+    nets, baselines = config.get('nets', {}), config.get('baselines', [])
+    return [key for key, (baseline, _) in BASELINE_TARGET_KINDS.items()
+            if nets.get(key) == 'precomputed' and baseline in baselines]
+
+
+def check_map_targets_room(key, train_list, map_shape, folder, where):
+    """The maps take lines x 2 x C x H x W x 4 bytes (FitNets' hint on VGG16 and MS-COCO:
+    hundreds of GB): refuse what the disk cannot hold before the teacher runs."""
+    lines = sum(1 for line in open(train_list) if line.strip())
+    size = lines * 2 * int(np.prod(map_shape)) * 4
+    free = shutil.disk_usage(folder).free
+    if size > 0.9 * free:
+        raise ConfigError('%s: nets.%s = "precomputed": the teacher\'s %s of %d images x 2 '
+                          'sides x %s values take %.1f GB, and %s has %.1f GB free; use "online"'
+                          % (where, key, BASELINE_TARGET_KINDS[key][1], lines,
+                             ' x '.join(map(str, map_shape)), size / 1e9, folder, free / 1e9))
 
 
 def check_roi_targets_room(train_list, num_proposals, fc_size, folder, where):
@@ -64,6 +90,7 @@ class SeedSteps(object):
         self.where = config.get('config_path', 'config')
         self.gpus = config.get('gpus', [])
         self.precomputed = precomputed(config)
+        self.baseline_precomputed = baseline_precomputed(config)
         self.baselines = list(config.get('baselines', []))
         self.budget = config.get('budget', 'schedules')
 
@@ -76,8 +103,11 @@ class SeedSteps(object):
         return inputs if self.user_data else ()
 
     def targets_path(self, seed, key):
-        """The .npy of the teacher's precomputed outputs, key 'soft_targets' or 'roi_targets'."""
-        return os.path.join(self.seed_folder(seed), 'teacher_targets', key + '.npy')
+        """The .npy of the teacher's precomputed outputs, key 'soft_targets' or 'roi_targets'
+        (step teacher_targets), 'attention_targets' or 'hint_targets' (step
+        baseline_targets)."""
+        step = 'baseline_targets' if key in BASELINE_TARGET_KINDS else 'teacher_targets'
+        return os.path.join(self.seed_folder(seed), step, key + '.npy')
 
     # ---- the nets
     def nets(self, seed):
@@ -87,7 +117,9 @@ class SeedSteps(object):
         cfg['data_seed'] = seed
         for solver in cfg['solver'].values():
             solver['random_seed'] = seed
-        for key in self.precomputed:
+        for key in BASELINE_TARGET_KINDS:  # in the nets of the baselines trained, else online
+            cfg[key] = None
+        for key in self.precomputed + self.baseline_precomputed:
             cfg[key] = self.targets_path(seed, key)
         inputs = list(self.user_inputs(self.data.root_folder)) + (
             [self.init.key] if self.init.key else [])
@@ -248,6 +280,41 @@ class SeedSteps(object):
                                                    nets.seed))
         return Trained(step.key, step.dir, None)
 
+    def baseline_targets(self, nets, teacher):
+        """The teacher's maps of the baselines computed once (self.baseline_precomputed) of the
+        train list from `teacher`, by tools/compute_baseline_targets.py in its own process. A
+        step of its own, apart from teacher_targets: the KD stages chain that step's key, and
+        turning a baseline's maps on must not retrain them."""
+        from mlic import netgen
+        keys = self.baseline_precomputed
+        step = self.work.step('baseline_targets', teacher.key, keys,
+                              self.files_key(nets, 'baseline_teacher_deploy'),
+                              folder=nets.folder)
+
+        def body(step):
+            for key in keys:
+                shape = netgen.baseline_map_shape(nets.cfg, netgen.BASELINE_TARGET_KEYS[key])
+                check_map_targets_room(key, self.data.datalists['train'], shape, nets.folder,
+                                       self.where)
+            tool = os.path.join(self.root, 'tools', 'compute_baseline_targets.py')
+            args = [sys.executable, tool, '--net', nets.files['baseline_teacher_deploy'],
+                    '--teacher', teacher.weights, '--datalist', self.data.datalists['train'],
+                    '--root-folder', self.data.root_folder,
+                    '--max-pixels', str(nets.cfg['max_pixels'])]
+            args += devices.targets_arguments(self.gpus, self.work.jobs)
+            for key in keys:
+                args += ['--' + key.replace('_', '-'), self.targets_path(nets.seed, key)]
+            done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env=dict(self.work.training_env(),
+                                                      GLOG_minloglevel='2'))
+            if done.returncode != 0:
+                raise RuntimeError('%s failed (exit %d):\n%s'
+                                   % (' '.join(args), done.returncode, done.stdout[-3000:]))
+        self.work.run_step(step, body, 'the teacher\'s %s of the train images, as read and '
+                           'mirrored (seed %d)' % (' and '.join(BASELINE_TARGET_KINDS[key][1]
+                                                              for key in keys), nets.seed))
+        return Trained(step.key, step.dir, None)
+
     # ---- the graph
     def graph(self, seed):
         """{name: (the names it needs, callable(done) -> its result)} of one seed."""
@@ -300,12 +367,17 @@ class SeedSteps(object):
             return self.train(nets, 'student', 'student', [], lambda step: pretrained,
                               self.row_solver(nets, 'student'))
 
-        # The classic baselines (docs/baselines.md): the teacher runs inside their nets.
+        # The classic baselines (docs/baselines.md): the teacher runs inside their nets, or
+        # they read its maps computed once (and chain that step's key).
+        hint = ('baseline_targets',) if 'hint_targets' in self.baseline_precomputed else ()
+        maps = ('baseline_targets',) if 'attention_targets' in self.baseline_precomputed else ()
+
         def fitnets_hint(done):
             nets, teacher = done['nets'], done['teacher']
             init = initialised(lambda out: surgery.baseline_init(
                 teacher.weights, nets.files['fitnets_hint_train'], out, init_weights))
-            return self.train(nets, 'fitnets_hint', 'fitnets_hint', [teacher], init)
+            return self.train(nets, 'fitnets_hint', 'fitnets_hint',
+                              [teacher] + [done[n] for n in hint], init)
 
         def fitnets(done):
             nets, hint = done['nets'], done['fitnets_hint']
@@ -318,7 +390,8 @@ class SeedSteps(object):
             nets, teacher = done['nets'], done['teacher']
             init = initialised(lambda out: surgery.baseline_init(
                 teacher.weights, nets.files['attention_train'], out, init_weights))
-            return self.train(nets, 'attention', 'attention', [teacher], init,
+            return self.train(nets, 'attention', 'attention',
+                              [teacher] + [done[n] for n in maps], init,
                               self.row_solver(nets, 'attention'))
 
         def files_key(kind):
@@ -337,18 +410,23 @@ class SeedSteps(object):
             'stage1_only': (('nets', 'stage1'), stage1_only),
             'stage2_only': (('nets', 'teacher') + soft, stage2_only),
             # After the targets (when precomputed): they run one process per job.
-            'teacher_eval': (('nets', 'teacher') + (soft or roi), lambda done: evaluate.teacher(
+            'teacher_eval': (('nets', 'teacher') + (soft or roi) + (hint or maps),
+                             lambda done: evaluate.teacher(
                 done['nets'], done['teacher'], files_key('wsddn_deploy')(done['nets']))),
             'evaluate': (('nets', 'teacher_eval') + trainings, lambda done: evaluate.students(
                 done['nets'], {name: done[name] for name in trainings}, done['teacher_eval'],
                 files_key('student_deploy')(done['nets']))),
         }
         if 'fitnets' in self.baselines:
-            steps['fitnets_hint'] = (('nets', 'teacher'), fitnets_hint)
+            steps['fitnets_hint'] = (('nets', 'teacher') + hint, fitnets_hint)
             steps['fitnets'] = (('nets', 'fitnets_hint'), fitnets)
         if 'attention' in self.baselines:
-            steps['attention'] = (('nets', 'teacher'), attention)
+            steps['attention'] = (('nets', 'teacher') + maps, attention)
         if self.precomputed:
             steps['teacher_targets'] = (('nets', 'teacher'), lambda done: self.teacher_targets(
                 done['nets'], done['teacher']))
+        if self.baseline_precomputed:
+            # After teacher_targets when both run: each runs one process per job.
+            steps['baseline_targets'] = (('nets', 'teacher') + (soft or roi), lambda done:
+                                         self.baseline_targets(done['nets'], done['teacher']))
         return steps

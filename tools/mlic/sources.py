@@ -42,7 +42,7 @@ PRETRAIN_INDEPENDENT = ('solver', 'batch_size', 'stage1_fc_frozen', 'soft_target
                         'roi_targets', 'num_classes', 'num_proposals', 'image_size', 'data_seed',
                         'datalists', 'name', 'max_pixels', 'scale_factors', 'score_scale',
                         'score_bias', 'teacher_scale', 'soft_scale', 'soft_loss_weight',
-                        'distill_top_k')
+                        'distill_top_k', 'attention_targets', 'hint_targets')
 
 
 class DemoData(object):
@@ -144,7 +144,8 @@ class DemoData(object):
             classes = converters.read_classes(converters.classes_path(datalist))
             cfg = net_config(self.config, len(classes))
             cfg.update(num_proposals=1, image_size=size, scale_factors=[1.0],
-                       data_seed=settings['seed'], soft_targets=None, roi_targets=None)
+                       data_seed=settings['seed'], soft_targets=None, roi_targets=None,
+                       attention_targets=None, hint_targets=None)
             cfg['batch_size']['student'] = (settings['batch_size'], settings['batch_size'])
             # On the preset's solver, not the configured student's: the fingerprint leaves the
             # nets' solvers out, so they must not reach the pretraining.
