@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from caffe.proto import caffe_pb2
 
 from conftest import toy_config
 from mlic import budget, netgen, pipeline, seed_steps, sources, steps
@@ -210,8 +211,12 @@ def seed_graph(config, folder):
                                 sources.Init(None, None), False, ROOT).graph(1)
 
 
+ONLINE_MAPS = {'attention_targets': 'online', 'hint_targets': 'online'}
+
+
 def test_baselines_add_their_steps_and_rows(tmp_path):
-    graph = seed_graph(demo_config(baselines=['fitnets', 'attention']), tmp_path)
+    graph = seed_graph(demo_config(baselines=['fitnets', 'attention'], nets=ONLINE_MAPS),
+                       tmp_path)
     assert graph['fitnets_hint'][0] == ('nets', 'teacher')
     assert graph['fitnets'][0] == ('nets', 'fitnets_hint')
     assert graph['attention'][0] == ('nets', 'teacher')
@@ -245,3 +250,113 @@ def test_command_line_options_set_baselines_and_budget():
     assert config['baselines'] == [] and config['budget'] == 'equal'  # the full demo's
     own = pipeline.run_overrides(parser.parse_args(['--budget', 'schedules']))
     assert pipeline.load_config(DEMO_TOML, overrides=own)['budget'] == 'schedules'
+
+
+def test_the_demo_computes_the_baselines_maps_once_in_a_step_of_their_own(tmp_path):
+    config = demo_config(baselines=['fitnets', 'attention'])
+    assert config['nets']['attention_targets'] == config['nets']['hint_targets'] == \
+        'precomputed'
+    graph = seed_graph(config, tmp_path)
+    # After the KD stages' targets when both run (each runs one process per job); the baselines
+    # wait for their maps; the KD stages do not (their keys do not chain it).
+    assert graph['baseline_targets'][0] == ('nets', 'teacher', 'teacher_targets')
+    assert graph['fitnets_hint'][0] == ('nets', 'teacher', 'baseline_targets')
+    assert graph['attention'][0] == ('nets', 'teacher', 'baseline_targets')
+    assert graph['fitnets'][0] == ('nets', 'fitnets_hint')
+    for name in ('stage1', 'stage2', 'stage2_only', 'student'):
+        assert 'baseline_targets' not in graph[name][0], name
+    names = pipeline.Pipeline(config, str(tmp_path)).step_names()
+    assert names.index('teacher_targets') < names.index('baseline_targets') < \
+        names.index('fitnets_hint')
+    # Only for the baselines the run trains, and only when asked for.
+    only_attention = seed_graph(demo_config(baselines=['attention']), tmp_path)
+    assert 'baseline_targets' in only_attention['attention'][0]
+    hint_online = seed_graph(demo_config(baselines=['fitnets', 'attention'],
+                                         nets={'hint_targets': 'online'}), tmp_path)
+    assert 'baseline_targets' not in hint_online['fitnets_hint'][0]
+    assert 'baseline_targets' in hint_online['attention'][0]
+    for quiet in (demo_config(baselines=[]), demo_config(baselines=['attention'],
+                                                        nets=ONLINE_MAPS)):
+        assert 'baseline_targets' not in seed_graph(quiet, tmp_path)
+        assert 'baseline_targets' not in pipeline.Pipeline(quiet, str(tmp_path)).step_names()
+
+
+def test_the_nets_read_the_maps_of_the_baselines_run_only(tmp_path):
+    """Precomputed maps go into the nets of the baselines trained; the other baseline's net and
+    every KD net are as without them (their trainings keep their keys)."""
+    lists = tmp_path / 'lists'
+    lists.mkdir()
+    (lists / 'classes.txt').write_text('\n'.join('c%d' % k for k in range(10)) + '\n')
+
+    def nets(config):
+        dataset = sources.Dataset(str(lists), {'train': str(lists / 'train.txt'),
+                                               'test': str(lists / 'test.txt')},
+                                  str(lists / 'classes.txt'), None, '')
+        seed = seed_steps.SeedSteps(steps.Workspace(str(tmp_path / 'run')), config, dataset,
+                                    sources.Init(None, None), False, ROOT)
+        made = seed.nets(1)
+        return made.cfg, {kind: open(path).read() for kind, path in made.files.items()}
+    cfg, texts = nets(demo_config(baselines=['attention']))
+    assert cfg['attention_targets'].endswith(os.path.join('seed1', 'baseline_targets',
+                                                          'attention_targets.npy'))
+    assert cfg['hint_targets'] is None  # FitNets is not run
+    assert "map_targets: '%s'" % cfg['attention_targets'] in texts['attention_train']
+    assert 'map_targets' not in texts['fitnets_hint_train']
+    _, online = nets(demo_config(baselines=['attention'], nets=ONLINE_MAPS))
+    assert online['attention_train'] != texts['attention_train']
+    for kind in ('wsddn_train', 'stage1_train', 'stage2_train', 'student_train',
+                 'stage2_teacher_deploy', 'student_deploy', 'baseline_teacher_deploy'):
+        assert online[kind] == texts[kind], kind
+
+
+@pytest.mark.parametrize('kind', sorted(netgen.BASELINE_NETS))
+def test_precomputed_baseline_nets_read_the_map_instead_of_running_the_teacher(caffe, tmp_path,
+                                                                              kind):
+    key = {net: key for key, net in netgen.BASELINE_TARGET_KEYS.items()}[kind]
+    cfg = toy_config(**{key: str(tmp_path / 'maps.npy')})
+    param = netgen.baseline_net(cfg, kind, {'train': 'train.txt', 'test': 'test.txt'})
+    assert not [l.name for l in param.layer if '_wsd_' in l.name]
+    data = [l for l in param.layer if l.type == 'Python']
+    train = [l for l in data if l.include[0].phase == caffe_pb2.TRAIN][0]
+    test = [l for l in data if l.include[0].phase == caffe_pb2.TEST][0]
+    assert list(train.top) == ['data', 'label_roi', 'map_target']
+    assert "map_targets: '%s'" % (tmp_path / 'maps.npy') in train.python_param.param_str
+    assert 'scale_factors' not in train.python_param.param_str  # one size: exact
+    assert list(test.top) == ['data', 'label_roi'] and 'map_targets' not in \
+        test.python_param.param_str
+    loss = layer(param, 'loss_hint' if kind == 'fitnets_hint' else 'loss_attention')
+    assert [rule.phase for rule in loss.include] == [caffe_pb2.TRAIN]
+    assert loss.bottom[1] == 'map_target'
+    assert [rule.phase for rule in layer(param, 'silence_test').include] == [caffe_pb2.TEST]
+    # With Input layers (the tools' shape checks) the map is an input of the teacher's shape.
+    net = instantiate(caffe, tmp_path, netgen.baseline_net(cfg, kind, None, inputs=True))
+    side = netgen.conv_map_size(cfg, cfg['image_size'])
+    channels = 1 if kind == 'attention' else cfg['block_channels'][-1]
+    assert net.blobs['map_target'].data.shape == (4, channels, side, side)
+    assert netgen.baseline_map_shape(cfg, kind) == (channels, side, side)
+    assert np.isfinite(net.forward()['loss_hint' if kind == 'fitnets_hint' else
+                                     'loss_attention'])
+    solver = netgen.solver_param(cfg, kind, 'net.prototxt', 'snap')
+    # FitNets' hint stage has no test net loss left: no testing; attention keeps the labels'.
+    assert bool(solver.test_iter) == (kind == 'attention')
+
+
+def test_maps_that_the_disk_cannot_hold_are_refused_before_the_teacher_runs(tmp_path,
+                                                                            monkeypatch):
+    train = tmp_path / 'train.txt'
+    train.write_text('a.png 1\n' * 82783)
+    usage = seed_steps.shutil.disk_usage(str(tmp_path))
+    monkeypatch.setattr(seed_steps.shutil, 'disk_usage',
+                        lambda path: usage._replace(free=int(100e9)))
+    full = copy.deepcopy(netgen.FULL)
+    # VGG16 on MS-COCO: conv5_3 at 42 x 42 x 512 per image and side.
+    with pytest.raises(ConfigError, match=r'my.toml: nets.hint_targets = "precomputed": the '
+                       r"teacher's last conv features of 82783 images x 2 sides x 512 x 42 x 42 "
+                       r'values take 598.1 GB, and .* has 100.0 GB free; use "online"'):
+        seed_steps.check_map_targets_room('hint_targets', str(train),
+                                          netgen.baseline_map_shape(full, 'fitnets_hint'),
+                                          str(tmp_path), 'my.toml')
+    # The attention maps of the same images take 1.2 GB.
+    seed_steps.check_map_targets_room('attention_targets', str(train),
+                                      netgen.baseline_map_shape(full, 'attention'),
+                                      str(tmp_path), 'my.toml')

@@ -63,14 +63,20 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     assert (label_init['conv1_1'][0] == hint['conv1_1'][0]).all()
     assert not (hint['conv1_1'][0] == backbone['conv1_1'][0]).all()  # the hint stage learned
     assert (label_init['fc6'][0] == backbone['fc6'][0]).all()
-    teacher = surgery.weights(str(seed / 'teacher' / 'final.caffemodel'))
+    # They read the trained teacher's maps, computed once (no teacher inside their nets).
     attention = surgery.weights(str(seed / 'attention' / 'final.caffemodel'))
-    assert (attention['conv_wsd_1_1'][0] == teacher['conv1_1'][0]).all()  # frozen
+    assert not [name for name in attention if surgery.is_teacher_layer(name)]
+    assert_maps_of_the_teacher(seed)
     # The demo's KD stages read the teacher's outputs computed once; two trainings ran at once.
     for key, net in (('soft_targets', 'stage2'), ('roi_targets', 'stage1')):
         assert (folder / 'seed1' / 'teacher_targets' / (key + '.npy')).exists()
         assert "%s: '%s" % (key, folder) in (folder / 'seed1' / 'nets' / 'kd' /
                                              (net + '_train.prototxt')).read_text()
+    # ... and so do the baselines: the teacher's attention maps and last conv features.
+    for key, net in (('attention_targets', 'attention'), ('hint_targets', 'fitnets_hint')):
+        assert (folder / 'seed1' / 'baseline_targets' / (key + '.npy')).exists()
+        text = (folder / 'seed1' / 'nets' / 'baselines' / (net + '_train.prototxt')).read_text()
+        assert "map_targets: '%s" % folder in text and '_wsd_' not in text, net
     finished = {m.group(1): m.start() for m in re.finditer(r'(\w+) +finished in', first.stdout)}
     assert finished['student'] < finished['teacher']
     # The ImageNet stand-in starts the teacher and the students: Caffe says it loaded it.
@@ -82,8 +88,43 @@ def test_quick_demo_produces_the_table_and_resumes(tmp_path):
     again = run_demo(folder)
     assert again.returncode == 0, again.stdout[-3000:]
     assert 'training' not in again.stdout and 'generating' not in again.stdout
-    # data, proposals, pretrain .. evaluate, with the three trainings of the baselines
-    assert again.stdout.count('done already') == 16
+    # data, proposals, pretrain .. evaluate, with the three trainings of the baselines and
+    # their teacher's maps
+    assert again.stdout.count('done already') == 17
+
+
+def assert_maps_of_the_teacher(seed):
+    """The stored attention map and last conv features of the first train image, as read, are
+    the trained teacher's (the same deploy net and weights: the same numbers)."""
+    import numpy as np
+    from mlic import deploy, inference, netgen, surgery
+    nets = seed / 'nets'
+    net_path = str(nets / netgen.FILES['baseline_teacher_deploy'])
+    weights = str(seed / 'baseline_teacher.caffemodel')
+    surgery.baseline_init(str(seed / 'teacher' / 'final.caffemodel'), net_path, weights)
+    cfg = deploy.describe(net_path)
+    param = deploy.data_param_beside(net_path)
+    train_list = re.search(r"source: '([^']+)'", param).group(1)
+    root = re.search(r"root_folder: '([^']*)'", param)
+    first = os.path.join(root.group(1) if root else '', open(train_list).readline().split()[0])
+    net = inference.open_net(net_path, weights)
+    convs = [name for name in net.params if name.startswith('conv_wsd_')
+             and net.layer_dict[name].type == 'Convolution']
+    attention, features = inference.baseline_maps(net, inference.load_images([first], cfg),
+                                                  convs[-1])
+    stored = np.load(str(seed / 'baseline_targets' / 'attention_targets.npy'), mmap_mode='r')
+    hint = np.load(str(seed / 'baseline_targets' / 'hint_targets.npy'), mmap_mode='r')
+    # The tool's workers may sum in another order than this process's BLAS threads: each
+    # convolution's sum of n products is within n float32 roundings of their absolute sum,
+    # added up over the layers, twice for the two passes and twice for the absolute sums.
+    products = sum(int(np.prod(net.params[name][0].data.shape[1:])) for name in convs)
+    tolerance = 4 * products * np.finfo(np.float32).eps / 2 * np.abs(features).max()
+    np.testing.assert_allclose(hint[0, 0], features[0], rtol=0, atol=tolerance)
+    # The map of features within that: a = E / ||E|| moves by about 2 |F| tolerance / ||E||
+    # per entry, at most doubled by the normalisation.
+    energy = np.linalg.norm((features.astype(np.float64) ** 2).mean(axis=1))
+    np.testing.assert_allclose(stored[0, 0], attention[0], rtol=0,
+                               atol=4 * np.abs(features).max() * tolerance / energy + 1e-6)
 
 
 def test_help_lists_every_step_and_key_of_the_demo():
