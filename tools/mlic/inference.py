@@ -228,15 +228,16 @@ def baseline_targets(deploy, weights, train, cfg, conv_blob, attention_path=None
     workers: forked processes (CPU only), each over its share of the images with its own
     net."""
     count = len(train.images)
+    # The maps' shapes from the net as set up (nothing computed here before the workers fork).
     net = open_net(deploy, weights)
-    probe = load_images(train.images[:1], cfg)
-    attention, features = baseline_maps(net, probe, conv_blob)
+    shapes = [net.blobs[blob].data.shape[1:]
+              for blob in ('attention_teacher_normalized', conv_blob)]
+    del net  # each worker opens its own
     outputs = {}
-    for path, sample in ((attention_path, attention), (hint_path, features)):
+    for path, shape in zip((attention_path, hint_path), shapes):
         if path:
             outputs[path] = np.lib.format.open_memmap(
-                path, mode='w+', dtype=np.float32, shape=(count, 2) + sample.shape[1:])
-    del net  # each worker opens its own
+                path, mode='w+', dtype=np.float32, shape=(count, 2) + tuple(shape))
 
     def fill(part):
         net = open_net(deploy, weights)
