@@ -65,8 +65,8 @@ def steps_help(kind=None):
     for name, text in STEP_HELP:
         if name not in skip:
             text = text.replace('demo: ', '').replace('your data: ', '')
-            lines += textwrap.wrap(text, 99, initial_indent='  %-16s' % name,
-                                   subsequent_indent=' ' * 18)
+            lines += textwrap.wrap(text, 99, initial_indent='  %-17s' % name,
+                                   subsequent_indent=' ' * 19)
     return '\n'.join(lines)
 
 
