@@ -318,7 +318,8 @@ def test_generate_nets_command_line(tmp_path):
     done = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'generate_nets.py'),
                            '--out', 'nets', '--small', '--num-classes', '3',
                            '--train-list', 'lists/train.txt', '--test-list', 'lists/test.txt',
-                           '--soft-targets', 'lists/soft_targets.npy'],
+                           '--soft-targets', 'lists/soft_targets.npy',
+                           '--attention-targets', 'lists/attention_targets.npy'],
                           cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
     assert done.returncode == 0, done.stderr
@@ -330,6 +331,11 @@ def test_generate_nets_command_line(tmp_path):
     assert 'snapshot_prefix: "nets/snapshots/small_wsddn"' in solver
     stage2 = (tmp_path / 'nets' / 'kd' / 'stage2_train.prototxt').read_text()
     assert "soft_targets: 'lists/soft_targets.npy'" in stage2 and 'conv_wsd' not in stage2
+    attention = (tmp_path / 'nets' / 'baselines' / 'attention_train.prototxt').read_text()
+    assert "map_targets: 'lists/attention_targets.npy'" in attention and 'conv_wsd' not in \
+        attention
+    hint = (tmp_path / 'nets' / 'baselines' / 'fitnets_hint_train.prototxt').read_text()
+    assert 'map_targets' not in hint and 'conv_wsd' in hint  # its teacher stays inside
 
 
 def run_generate_nets(cwd, *args):
