@@ -1,6 +1,7 @@
 """Shared fixtures: the repository paths, pycaffe with our layers, and the wrapped caffe tool."""
 import importlib.util
 import os
+import re
 import subprocess
 
 import pytest
@@ -41,6 +42,19 @@ max_iter = 4
 stepsize = 4
 snapshot = 4
 ''' % net for net in ('wsddn', 'stage1', 'stage2', 'student'))
+
+
+# What stock Caffe built with CUDA prints when it starts on a machine without a GPU (the GPU
+# image run on a CPU host): glog's pre-init notice and the cuBLAS/cuRAND handles it could not
+# make. Tests that check a tool's whole stderr leave exactly these lines out.
+CUDA_WITHOUT_GPU_NOISE = re.compile(
+    r'^(WARNING: Logging before InitGoogleLogging\(\) is written to STDERR|'
+    r'E\d{8} [\d:.]+ +\d+ common\.cpp:\d+\] Cannot create (Cublas handle|Curand generator)\..*)\n',
+    re.M)
+
+
+def without_cuda_startup_noise(stderr):
+    return CUDA_WITHOUT_GPU_NOISE.sub('', stderr)
 
 
 def toy_pipeline_lists(root, num_classes, num_train, num_test, seed):

@@ -22,8 +22,11 @@ REMOVED_IN_CUDNN_8 = ['cudnnGetConvolutionForwardAlgorithm', 'cudnnGetConvolutio
 def source(tmp_path_factory):
     """Debian's Caffe source with our patches, fetched through build_caffe.sh as the build does."""
     work = tmp_path_factory.mktemp('caffe-source')
+    # The source and patches are the same for every build; without MLIC_GPU the script looks for
+    # no CUDA toolkit (the GPU image sets MLIC_GPU=1 and its toolkit lives in the cache).
+    env = {k: v for k, v in os.environ.items() if k != 'MLIC_GPU'}
     result = subprocess.run(['bash', BUILD_CAFFE, '--source', str(work / 'w')], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=env)
     assert result.returncode == 0, result.stdout
     with open(str(work / 'w.logs' / 'caffe-unpack.log')) as f:
         log = f.read()

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import toy_config
+from conftest import toy_config, without_cuda_startup_noise
 from mlic.paths import ROOT
 
 from mlic import netgen, surgery
@@ -220,9 +220,11 @@ def small_nets(tmp_path_factory):
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'net_surgery.py')]
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'net_surgery.py')]
                           + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
+    done.stderr = without_cuda_startup_noise(done.stderr)
+    return done
 
 
 def test_without_net_the_tool_finds_the_preset_of_the_teacher(caffe, small_nets, tmp_path):
