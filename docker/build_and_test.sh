@@ -6,7 +6,8 @@
 #   2. the base image debian:12, made with debootstrap from the mirror this machine's apt
 #      sources name (read here, at run time), when the engine does not have it;
 #   3. docker build --network host, timed;
-#   4. pytest in the container, CPU only (no GPU here; ctest's layer tests start only with one).
+#   4. pytest in the container, CPU only (no GPU here; ctest's layer tests start only with one),
+#      with the host's network for the patch tests' source fetch.
 #
 # Usage: docker/build_and_test.sh [ARCH]     ARCH: a CUDA architecture, default 90 (H100/H200)
 # Environment: MLIC_DOCKER_DATA (default /work/docker-data), MLIC_IMAGE (default
@@ -75,9 +76,11 @@ size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 say "built $IMAGE in ${build_s} s; image size $((size / 1000000)) MB"
 
 # ---- 4. the CPU tests, with no GPU and no driver: pycaffe of the CUDA build in CPU mode.
+# Host network: the patch tests fetch Debian's Caffe source through apt, as CI's do; nothing
+# else in the suite uses the network.
 say "running the CPU tests in the container"
 t0=$SECONDS
-docker run --rm --network none --entrypoint bash "$IMAGE" -c \
+docker run --rm --network host --entrypoint bash "$IMAGE" -c \
   ".venv/bin/python -c 'import caffe; caffe.set_mode_cpu(); print(\"caffe (CUDA build) in CPU mode\")' \
    && .venv/bin/python -m pytest tests ${PYTEST_ARGS:--q}"
 say "CPU tests passed in $((SECONDS - t0)) s (image built in ${build_s} s, $((size / 1000000)) MB)"
