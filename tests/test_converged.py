@@ -124,8 +124,9 @@ def test_train_converged_stops_by_the_rule_and_keeps_the_best(tmp_path):
             return curve[iteration]
     validation = Validation(str(tmp_path), None, None, None, '', [])
 
-    def write_solver(max_iter, snapshot):
+    def write_solver(max_iter, snapshot, lr_scale):
         written.append((max_iter, snapshot))
+        assert lr_scale is None  # no drops in its schedule: its own policy
 
     def run_training():
         max_iter = written[-1][0]
@@ -155,9 +156,66 @@ def test_train_converged_stops_at_the_cap(tmp_path):
         path = converged.snapshot_path(str(tmp_path), targets[-1])
         open(path, 'w').close()
     rule = converged.Rule(every=3, patience=1, delta=0.0, max_factor=2)
-    picked, why, _ = converged.train_converged(lambda m, s: targets.append(m), run_training,
+    picked, why, _ = converged.train_converged(lambda m, s, lr: targets.append(m), run_training,
                                                validation, 4, rule)
     assert targets == [3, 6, 9] and picked == 9 and 'cap of 9 iterations' in why
+
+
+def converged_with_curve(tmp_path, curve, base_max_iter, rule, drops=()):
+    """train_converged with a stand-in training and validation mAPs given per iteration;
+    returns (what it wrote: (max_iter, lr_scale) per chunk, picked, why)."""
+    written = []
+
+    class Validation(converged.Validation):
+        def evaluate(self, iteration):
+            self.history[iteration] = curve[iteration]
+            return curve[iteration]
+
+    def run_training():
+        open(converged.snapshot_path(str(tmp_path), written[-1][0]), 'w').close()
+    picked, why, _ = converged.train_converged(
+        lambda max_iter, snapshot, lr_scale: written.append((max_iter, lr_scale)), run_training,
+        Validation(str(tmp_path), None, None, None, '', []), base_max_iter, rule, drops=drops,
+        gamma=0.1)
+    return written, picked, why
+
+
+def test_an_early_plateau_does_not_stop_a_training_before_its_own_schedule(tmp_path):
+    # The students' scores sit at the label prior for a while, then rise.
+    curve = {2: 0.3, 4: 0.3, 6: 0.3, 8: 0.3, 10: 0.5, 12: 0.6, 14: 0.6, 16: 0.6, 18: 0.6}
+    rule = converged.Rule(every=2, patience=2, delta=0.0, max_factor=10)
+    written, picked, why = converged_with_curve(tmp_path, curve, 10, rule)
+    assert [w[0] for w in written] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert picked == 12 and 'stopped at iteration 16' in why
+
+
+def test_the_learning_rate_drops_when_the_map_stalls_then_the_training_stops(tmp_path):
+    curve = {2: 0.3, 4: 0.3, 6: 0.3, 8: 0.5, 10: 0.5, 12: 0.5, 14: 0.9}
+    rule = converged.Rule(every=2, patience=2, delta=0.0, max_factor=10)
+    written, picked, why = converged_with_curve(tmp_path, curve, 8, rule, drops=[4])
+    # Stalled at 6 (past the schedule's own drop at 4): x 0.1 from the next chunk on; stalled
+    # again at 12, past max_iter 8: stop.
+    assert written == [(2, 1.0), (4, 1.0), (6, 1.0), (8, 0.1), (10, 0.1), (12, 0.1)]
+    assert picked == 8
+    assert 'stopped at iteration 12' in why and 'lowered at iteration 6' in why
+    # Not before the schedule's own drop: with it at 10, the stall at 6 changes nothing and
+    # the rate drops at the next stall, at 12.
+    late = tmp_path / 'late'
+    late.mkdir()
+    written, _, why = converged_with_curve(late, {**curve, 14: 0.5, 16: 0.5}, 8, rule,
+                                           drops=[10])
+    assert [scale for _, scale in written] == [1.0] * 6 + [0.1] * 2
+    assert 'stopped at iteration 16' in why and 'lowered at iteration 12' in why
+
+
+def test_lr_drops_of_the_solver_policies():
+    from caffe.proto import caffe_pb2
+    solver = caffe_pb2.SolverParameter(lr_policy='step', stepsize=1350, max_iter=2700)
+    assert converged.lr_drops(solver) == [1350]
+    solver = caffe_pb2.SolverParameter(lr_policy='multistep', stepvalue=[100, 300, 900],
+                                       max_iter=500)
+    assert converged.lr_drops(solver) == [100, 300]
+    assert converged.lr_drops(caffe_pb2.SolverParameter(lr_policy='fixed', max_iter=9)) == []
 
 
 # ---- the config

@@ -230,15 +230,47 @@ def plot_history(iterations, values, picked, path):
     plt.close(figure)
 
 
-def train_converged(write_solver, run_training, validation, base_max_iter, rule, log=None):
-    """Trains in chunks of rule.every iterations until should_stop or the cap (cap_of), each
-    chunk resuming from the last solverstate. write_solver(max_iter, snapshot) writes the
-    solver; run_training() runs caffe on it and returns the .caffemodel at its max_iter;
-    validation: a Validation. Returns (picked iteration, why it stopped, path of its snapshot)."""
+def lr_drops(solver):
+    """The iterations before max_iter at which a solver's own schedule lowers the learning rate
+    ("step": every stepsize, "multistep": each stepvalue); none for the other policies."""
+    if solver.lr_policy == 'step' and solver.stepsize > 0:
+        return list(range(solver.stepsize, solver.max_iter, solver.stepsize))
+    if solver.lr_policy == 'multistep':
+        return sorted(v for v in solver.stepvalue if v < solver.max_iter)
+    return []
+
+
+def stalled(values, phase_start, patience, delta):
+    """Whether the last `patience` evaluations, all at or after index `phase_start` (the first
+    evaluation at the current learning rate), failed to beat the best before them by more than
+    `delta`."""
+    if not values:
+        return False
+    since = max(last_improvement(values, delta), phase_start - 1)
+    return len(values) - 1 - since >= patience
+
+
+def train_converged(write_solver, run_training, validation, base_max_iter, rule, log=None,
+                    drops=(), gamma=0.1):
+    """Trains in chunks of rule.every iterations, each resuming from the last solverstate,
+    until the validation mAP stops rising (rule.patience, rule.delta) at the lowest learning
+    rate, or at the cap (cap_of).
+
+    The learning rate follows the validation mAP instead of fixed iterations: a training whose
+    own schedule lowers it by `gamma` at `drops` (lr_drops) keeps each rate until the mAP stalls
+    at it, but not before that drop's own iteration, then lowers it; after the last drop it
+    stops at the next stall, but not before its own max_iter. So it never trains less than its
+    fixed schedule, and an early plateau (the students' scores sit at the label prior for a
+    while) does not end it. write_solver(max_iter, snapshot, lr_scale) writes the solver
+    (lr_scale: None keeps its own policy; a number: a fixed rate, base_lr x lr_scale);
+    run_training() runs caffe on it; validation: a Validation. Returns (picked iteration, why
+    it stopped, path of its snapshot)."""
     cap = cap_of(base_max_iter, rule)
+    drops = list(drops)
+    lowered, phase_start, lowered_at = 0, 0, []
     target = rule.every
     while True:
-        write_solver(target, rule.every)
+        write_solver(target, rule.every, gamma ** lowered if drops else None)
         run_training()
         # every snapshot so far (an interrupted run may have left some unevaluated)
         validation.evaluate_all()
@@ -246,10 +278,20 @@ def train_converged(write_solver, run_training, validation, base_max_iter, rule,
         values = [validation.history[i] for i in iterations]
         if log:
             log('iteration %d: validation mAP %.2f' % (target, 100 * validation.history[target]))
-        if should_stop(values, rule.patience, rule.delta):
+        flat = stalled(values, phase_start, rule.patience, rule.delta)
+        if flat and lowered < len(drops) and target >= drops[lowered]:
+            lowered += 1
+            lowered_at.append(target)
+            phase_start = len(values)
+            if log:
+                log('iteration %d: validation mAP stalled; learning rate x %g' % (target, gamma))
+        elif flat and lowered == len(drops) and target >= base_max_iter:
             why = ('stopped at iteration %d: the best validation mAP did not rise by more than '
                    '%g points in %d evaluation%s' % (target, 100 * rule.delta, rule.patience,
                                                      's' if rule.patience > 1 else ''))
+            if lowered_at:
+                why += ' after the learning rate was lowered at iteration%s %s' % (
+                    's' if len(lowered_at) > 1 else '', ', '.join(map(str, lowered_at)))
             break
         if target >= cap:
             why = 'stopped at the cap of %d iterations (%d x max_iter %d) before converging' % (

@@ -194,7 +194,8 @@ class SeedSteps(object):
         step = self.work.step(name, [s.key for s in after],
                               self.files_key(nets, kind + '_train', kind + '_solver'),
                               *([sorted(fields.items())] if fields else []),
-                              *([tuple(rule)] if rule else []),
+                              # (the rule's version: the learning rate follows the mAP)
+                              *([tuple(rule) + ('lr by validation',)] if rule else []),
                               folder=nets.folder)
         solver_path = nets.files[kind + '_solver']
         iters = fields.get('max_iter', caffe_train.read_solver(solver_path).max_iter)
@@ -211,9 +212,13 @@ class SeedSteps(object):
             solver.snapshot_prefix = os.path.join(step.dir, 'snap')
             local_solver = os.path.join(step.dir, 'solver.prototxt')
 
-            def write_solver(max_iter=None, snapshot=None):
+            own_base_lr, drops = solver.base_lr, converged.lr_drops(solver)
+
+            def write_solver(max_iter=None, snapshot=None, lr_scale=None):
                 if max_iter is not None:
                     solver.max_iter, solver.snapshot = max_iter, snapshot
+                if lr_scale is not None:  # converged: the rate follows the validation mAP
+                    solver.lr_policy, solver.base_lr = 'fixed', own_base_lr * lr_scale
                 with open(local_solver, 'w') as f:
                     f.write(text_format.MessageToString(solver))
             write_solver()
@@ -235,7 +240,8 @@ class SeedSteps(object):
             if rule:
                 picked, why, kept = converged.train_converged(
                     write_solver, run_training, validation, iters, rule,
-                    log=lambda text: log('%-15s %s' % (name, text)))
+                    log=lambda text: log('%-15s %s' % (name, text)), drops=drops,
+                    gamma=solver.gamma)
                 shutil.copyfile(kept, final)
             else:
                 shutil.copyfile(run_training(), final)
