@@ -245,6 +245,12 @@ class BatchPlan(object):
         self.order = self.new_epoch_order()
         self.position = 0
 
+    def skip(self, batches):
+        """Draws `batches` plans without making them: the stream then goes on where a run
+        that had trained on them would be (a resumed training's start_batch)."""
+        for _ in range(batches):
+            self.next_batch()
+
     def new_epoch_order(self):
         order = self.rng.permutation(self.num_images) if self.shuffle else \
             np.arange(self.num_images)
@@ -391,6 +397,8 @@ class MultiLabelRoIDataLayer(caffe.Layer):
         self.plan = BatchPlan(len(self.datalist), param.batch_size, param.shuffle, param.seed,
                               param.scale_factors if train else [], param.mirror and train,
                               rank, count)
+        if train:
+            self.plan.skip(param.start_batch)
         self.skipped = 0
         # The teacher's outputs, per image and side: gathered here, not by the workers, so that
         # a memory-mapped file is read once per batch and not sent through the result queue.

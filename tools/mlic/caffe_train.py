@@ -41,6 +41,49 @@ def latest_snapshot(snapshot_prefix):
     return best
 
 
+DATA_LAYER_MODULE = 'caffe_layers.data_layer'
+
+
+def resumed_solver(solver_path, iteration, cwd=ROOT):
+    """A copy of the solver (next to it, `<name>.resumed.prototxt`) whose train net has our
+    data layer start at batch iteration x iter_size (its start_batch), so that a training resumed
+    at `iteration` goes on with the batches an uninterrupted one would have had: Caffe restores
+    the weights, the momentum and the iteration from a .solverstate, but not a data layer's
+    place in its stream. A solver whose train net has no such layer is returned unchanged."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    solver = read_solver(solver_path)
+    field = 'train_net' if solver.train_net else 'net'
+    net_path = getattr(solver, field)
+    if not net_path:
+        return solver_path
+    net_file = os.path.join(cwd, net_path)
+    net = caffe_pb2.NetParameter()
+    with open(net_file) as f:
+        text_format.Merge(f.read(), net)
+    start = iteration * max(solver.iter_size, 1)
+    changed = False
+    for layer in net.layer:
+        phases = [rule.phase for rule in layer.include if rule.HasField('phase')]
+        if layer.type == 'Python' and layer.python_param.module == DATA_LAYER_MODULE and \
+                (not phases or caffe_pb2.TRAIN in phases):
+            text = re.sub(r'\bstart_batch\s*:\s*\d+', '', layer.python_param.param_str)
+            layer.python_param.param_str = text.rstrip() + ' start_batch: %d' % start
+            changed = True
+    if not changed:
+        return solver_path
+    base = os.path.splitext(os.path.abspath(solver_path))[0]
+    resumed_net = base + '.resumed_net.prototxt'
+    with open(resumed_net, 'w') as f:
+        f.write('# %s, its data layer from batch %d (a resumed training)\n%s'
+                % (net_file, start, text_format.MessageToString(net)))
+    setattr(solver, field, resumed_net)
+    resumed = base + '.resumed.prototxt'
+    with open(resumed, 'w') as f:
+        f.write(text_format.MessageToString(solver))
+    return resumed
+
+
 def final_weights(solver_path, cwd=ROOT):
     """Path of the .caffemodel that the solver writes at max_iter."""
     solver = read_solver(solver_path)
@@ -92,8 +135,10 @@ def train(solver_path, log_path, weights=None, label=None, progress=True, cwd=RO
     final = '%s_iter_%d.caffemodel' % (prefix, solver.max_iter)
     if os.path.exists(final):
         return final
-    args = [CAFFE_TOOL, 'train', '-solver', solver_path]
     resume = latest_snapshot(prefix)
+    if resume:
+        solver_path = resumed_solver(solver_path, resume[0], cwd)
+    args = [CAFFE_TOOL, 'train', '-solver', solver_path]
     if resume:
         args += ['-snapshot', resume[1]]
     elif weights:
