@@ -110,10 +110,16 @@ def test_losses_equal_caffe_trains_for_the_same_solver_and_seed(nets, tmp_path):
 
 
 def test_resuming_a_snapshot_continues_as_caffe_train_snapshot_does(nets, tmp_path):
+    """As `caffe train -snapshot` with the data layer started at the snapshot's batch
+    (start_batch), which the trainer sets itself: the stream goes on, it is not replayed."""
+    from mlic import caffe_train
     solver, prefix = solver_copy(nets, 'resume_from')
     trainer.train(solver, progress=False, log=str(tmp_path / 'first.log'), cwd=str(tmp_path))
     state = prefix + '_iter_3.solverstate'
     solver_tool, _ = solver_copy(nets, 'resume_tool')
+    solver_tool = caffe_train.resumed_solver(solver_tool, 3, str(tmp_path))
+    assert 'start_batch: 3' in open(solver_tool.replace('.resumed.prototxt',
+                                                         '.resumed_net.prototxt')).read()
     theirs = caffe_tool_losses(solver_tool, str(tmp_path), '-snapshot', state)
     solver_ours, prefix_ours = solver_copy(nets, 'resume_ours')
     log = tmp_path / 'resumed.log'

@@ -74,14 +74,21 @@ def resumed_solver(solver_path, iteration, cwd=ROOT):
         return solver_path
     base = os.path.splitext(os.path.abspath(solver_path))[0]
     resumed_net = base + '.resumed_net.prototxt'
-    with open(resumed_net, 'w') as f:
-        f.write('# %s, its data layer from batch %d (a resumed training)\n%s'
+    write_whole(resumed_net, '# %s, its data layer from batch %d (a resumed training)\n%s'
                 % (net_file, start, text_format.MessageToString(net)))
     setattr(solver, field, resumed_net)
     resumed = base + '.resumed.prototxt'
-    with open(resumed, 'w') as f:
-        f.write(text_format.MessageToString(solver))
+    write_whole(resumed, text_format.MessageToString(solver))
     return resumed
+
+
+def write_whole(path, text):
+    """Writes `path` under a temporary name, then renames it: the ranks of a cluster training
+    each write the same file, and none may read one half-written."""
+    temporary = '%s.%d.tmp' % (path, os.getpid())
+    with open(temporary, 'w') as f:
+        f.write(text)
+    os.replace(temporary, path)
 
 
 def final_weights(solver_path, cwd=ROOT):

@@ -26,6 +26,7 @@ import collections
 import math
 import multiprocessing
 import os
+import re
 import queue
 import signal
 import sys
@@ -123,6 +124,20 @@ def check_job(job):
         if effect not in EFFECTS:
             raise TrainerError('--%s-effect %r: choose one of %s' % (name, effect,
                                                                      ', '.join(EFFECTS)))
+
+
+def with_resumed_data(job):
+    """The job with, when it resumes a snapshot, a solver whose data layer starts at the
+    snapshot's batch (caffe_train.resumed_solver): the ranks go on with the batches an
+    uninterrupted run would have had."""
+    if not job.snapshot:
+        return job
+    match = re.search(r'_iter_(\d+)\.solverstate(\.h5)?$', job.snapshot)
+    if not match:
+        return job
+    from mlic import caffe_train
+    return job._replace(solver=caffe_train.resumed_solver(job.solver, int(match.group(1)),
+                                                          job.cwd or os.getcwd()))
 
 
 def snapshot_paths(prefix, iteration, snapshot_format=0):
@@ -468,6 +483,7 @@ def train(solver, gpus=(), weights=(), snapshot=None, log=None, progress=True,
               sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log),
               dict(env) if env is not None else None)
     check_job(job)
+    job = with_resumed_data(job)
     if job.log:
         os.makedirs(os.path.dirname(job.log), exist_ok=True)
     count = max(len(job.gpus), 1)
@@ -605,6 +621,7 @@ def run_rank_from_env(solver, where, nccl_id_file, gpus=(), weights=(), snapshot
     job = Job(os.path.abspath(solver), tuple(gpus), tuple(weights), snapshot, sigint_effect,
               sighup_effect, cwd and os.path.abspath(cwd), log and os.path.abspath(log), None)
     check_job(job)
+    job = with_resumed_data(job)
     if not nccl_id_file:
         raise TrainerError('%s started %d ranks: give --nccl-id-file, a path on storage every '
                            'node sees, to hand the NCCL id from rank 0 to the others'
