@@ -255,6 +255,24 @@ class SeedSteps(object):
         self.work.run_step(step, body, describe)
         return Trained(step.key, step.dir, os.path.join(step.dir, 'final.caffemodel'))
 
+    def run_targets_tool(self, tool_name, nets, deploy, teacher, keys):
+        """Runs tools/<tool_name> (compute_teacher_targets.py or compute_baseline_targets.py):
+        the teacher `deploy` net with `teacher`'s weights over the train list, writing the .npy
+        of each of `keys` (targets_path), in its own process with the trainings' share of the
+        cores; raises with the end of its output when it fails."""
+        tool = os.path.join(self.root, 'tools', tool_name)
+        args = [sys.executable, tool, '--net', deploy, '--teacher', teacher.weights,
+                '--datalist', self.data.datalists['train'], '--root-folder', self.data.root_folder,
+                '--max-pixels', str(nets.cfg['max_pixels'])]
+        args += devices.targets_arguments(self.gpus, self.work.jobs)
+        for key in keys:
+            args += ['--' + key.replace('_', '-'), self.targets_path(nets.seed, key)]
+        done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(self.work.training_env(), GLOG_minloglevel='2'))
+        if done.returncode != 0:
+            raise RuntimeError('%s failed (exit %d):\n%s'
+                               % (' '.join(args), done.returncode, done.stdout[-3000:]))
+
     def teacher_targets(self, nets, teacher):
         """The teacher's outputs computed once (self.precomputed) of the train list from
         `teacher`, by tools/compute_teacher_targets.py in its own process: with its share of the
@@ -267,20 +285,8 @@ class SeedSteps(object):
             if 'roi_targets' in keys:
                 check_roi_targets_room(self.data.datalists['train'], nets.cfg['num_proposals'],
                                        nets.cfg['fc_size'], nets.folder, self.where)
-            tool = os.path.join(self.root, 'tools', 'compute_teacher_targets.py')
-            args = [sys.executable, tool, '--net', nets.files['stage2_teacher_deploy'],
-                    '--teacher', teacher.weights, '--datalist', self.data.datalists['train'],
-                    '--root-folder', self.data.root_folder,
-                    '--max-pixels', str(nets.cfg['max_pixels'])]
-            args += devices.targets_arguments(self.gpus, self.work.jobs)
-            for key in keys:
-                args += ['--' + key.replace('_', '-'), self.targets_path(nets.seed, key)]
-            done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env=dict(self.work.training_env(),
-                                                      GLOG_minloglevel='2'))
-            if done.returncode != 0:
-                raise RuntimeError('%s failed (exit %d):\n%s'
-                                   % (' '.join(args), done.returncode, done.stdout[-3000:]))
+            self.run_targets_tool('compute_teacher_targets.py', nets,
+                                  nets.files['stage2_teacher_deploy'], teacher, keys)
         self.work.run_step(step, body, 'the teacher\'s %s of the train images, as read and '
                            'mirrored (seed %d)' % (' and '.join(TARGET_KINDS[key] for key in keys),
                                                    nets.seed))
@@ -302,20 +308,8 @@ class SeedSteps(object):
                 shape = netgen.baseline_map_shape(nets.cfg, netgen.BASELINE_TARGET_KEYS[key])
                 check_map_targets_room(key, self.data.datalists['train'], shape, nets.folder,
                                        self.where)
-            tool = os.path.join(self.root, 'tools', 'compute_baseline_targets.py')
-            args = [sys.executable, tool, '--net', nets.files['baseline_teacher_deploy'],
-                    '--teacher', teacher.weights, '--datalist', self.data.datalists['train'],
-                    '--root-folder', self.data.root_folder,
-                    '--max-pixels', str(nets.cfg['max_pixels'])]
-            args += devices.targets_arguments(self.gpus, self.work.jobs)
-            for key in keys:
-                args += ['--' + key.replace('_', '-'), self.targets_path(nets.seed, key)]
-            done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env=dict(self.work.training_env(),
-                                                      GLOG_minloglevel='2'))
-            if done.returncode != 0:
-                raise RuntimeError('%s failed (exit %d):\n%s'
-                                   % (' '.join(args), done.returncode, done.stdout[-3000:]))
+            self.run_targets_tool('compute_baseline_targets.py', nets,
+                                  nets.files['baseline_teacher_deploy'], teacher, keys)
         self.work.run_step(step, body, 'the teacher\'s %s of the train images, as read and '
                            'mirrored (seed %d)' % (' and '.join(BASELINE_TARGET_KINDS[key][1]
                                                               for key in keys), nets.seed))
