@@ -19,52 +19,29 @@ beside it gives the datalist's sizes and the mean); --teacher the trained WSDDN 
 Rows are in datalist order, [:, 0] as read, [:, 1] mirrored. The datalist must be the one the
 baseline nets train on, with the same resize.
 """
-import argparse
 import os
 import sys
 import tempfile
 import time
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--net', required=True, help='baselines/teacher_deploy.prototxt')
-    parser.add_argument('--teacher', required=True, help='the WSDDN teacher .caffemodel')
-    parser.add_argument('--datalist', required=True, help='the baseline nets\' train datalist')
-    parser.add_argument('--root-folder', default='', help='prefix of the datalist image paths')
-    parser.add_argument('--attention-targets', help='the .npy of the attention maps to write')
-    parser.add_argument('--hint-targets', help='the .npy of the last conv features to write')
-    parser.add_argument('--gpu', type=int, help='GPU id (default: CPU)')
-    parser.add_argument('--max-pixels', type=int, help='images with more pixels are refused, as '
-                        'the data layer\'s max_pixels (default: its default; 0: no limit)')
-    parser.add_argument('--workers', type=int, default=1,
-                        help='processes, each over its share of the images (CPU only; '
-                             'default 1)')
-    args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error('--workers must be at least 1')
-    if args.workers > 1 and args.gpu is not None:
-        parser.error('--workers runs forked CPU processes; with --gpu leave it at 1')
-    if not args.attention_targets and not args.hint_targets:
-        parser.error('name what to write: --attention-targets, --hint-targets or both')
-    for path in (args.attention_targets, args.hint_targets):
-        if path and not path.endswith('.npy'):
-            parser.error('%s: the outputs are .npy files; name them so' % path)
+OUTPUTS = [('--attention-targets', 'the .npy of the attention maps to write'),
+           ('--hint-targets', 'the .npy of the last conv features to write')]
 
-    from mlic import deploy, inference, netgen, surgery
+
+def main(argv=None):
+    from mlic import inference
+    parser = inference.targets_parser(__doc__, 'baselines/teacher_deploy.prototxt',
+                                      'the baseline nets\' train datalist', OUTPUTS)
+    args, outputs = inference.targets_arguments(parser, argv, OUTPUTS)
+
+    from mlic import netgen, surgery
     inference.use_device(args.gpu)
     start = time.time()
-    outputs = [path for path in (args.attention_targets, args.hint_targets) if path]
     try:
-        cfg = deploy.describe(args.net)
-        if args.max_pixels is not None:  # inference.load_images reads it
-            cfg['max_pixels'] = args.max_pixels
-        if cfg['kind'] != 'baseline_teacher':
-            raise ValueError('%s is a %s deploy net, not the baselines\' teacher '
-                             '(baselines/teacher_deploy.prototxt)' % (args.net, cfg['kind']))
-        train = inference.read_datalist(args.datalist, cfg['num_classes'],
-                                        cfg['num_proposals'], args.root_folder)
+        cfg, train = inference.targets_inputs(
+            args, 'baseline_teacher',
+            'the baselines\' teacher (baselines/teacher_deploy.prototxt)')
         conv_blob = [layer.name for layer in surgery.read_net(args.net).layer
                      if layer.type == 'Convolution' and netgen.teacher_layer_name(layer.name)
                      != layer.name][-1]

@@ -148,7 +148,6 @@ def teacher_targets(deploy, weights, train, cfg, soft_path=None, roi_path=None, 
             as it is filled, a memory-mapped .npy) or roi=True, else None.
     workers: forked processes (CPU only), each over its share of the images with its own net:
     the pass runs alone between the teacher and the KD stages, so one core would idle."""
-    import multiprocessing
     count = len(train.images)
     features = None
     if roi_path or roi:
@@ -157,26 +156,9 @@ def teacher_targets(deploy, weights, train, cfg, soft_path=None, roi_path=None, 
                                               shape=shape) if roi_path
                     else _shared_array(shape))
     soft = _shared_array((count, 2, cfg['num_classes']))
-    workers = max(1, min(int(workers), count))
-    parts = [slice(k * count // workers, (k + 1) * count // workers) for k in range(workers)]
-    if workers == 1:
-        _fill_teacher_targets(deploy, weights, train, cfg, parts[0], soft, features)
-    else:
-        context = multiprocessing.get_context('fork')
-        processes = [context.Process(target=_fill_teacher_targets,
-                                     args=(deploy, weights, train, cfg, part, soft, features))
-                     for part in parts]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join()
-        failed = [(part, process.exitcode) for part, process in zip(parts, processes)
-                  if process.exitcode != 0]
-        if failed:
-            part, code = failed[0]
-            raise RuntimeError('teacher_targets: the worker for images %d..%d of %s failed '
-                               '(exit code %s; its error is above)'
-                               % (part.start + 1, part.stop, train.path, code))
+    _run_workers(lambda part: _fill_teacher_targets(deploy, weights, train, cfg, part, soft,
+                                                    features),
+                 count, workers, 'teacher_targets of %s' % train.path)
     soft = np.array(soft)
     if soft_path:
         np.save(soft_path, soft)
@@ -281,3 +263,58 @@ def read_ground_truth(boxes_json, image_paths, root_folder='', new_size=None):
         raise ValueError('%s has no boxes for %d images, e.g. %s'
                          % (boxes_json, len(missing), missing[0]))
     return [by_image[os.path.abspath(p)] for p in image_paths]
+
+
+# ---- the command lines of the teacher-output tools (compute_teacher_targets.py,
+# compute_baseline_targets.py): the same options and checks, their own outputs and net.
+
+def targets_parser(doc, net_help, datalist_help, outputs):
+    """The argparse parser of a teacher-output tool; outputs: [(option, help)] of its .npy."""
+    import argparse
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--net', required=True, help=net_help)
+    parser.add_argument('--teacher', required=True, help='the WSDDN teacher .caffemodel')
+    parser.add_argument('--datalist', required=True, help=datalist_help)
+    parser.add_argument('--root-folder', default='', help='prefix of the datalist image paths')
+    for option, help_text in outputs:
+        parser.add_argument(option, help=help_text)
+    parser.add_argument('--gpu', type=int, help='GPU id (default: CPU)')
+    parser.add_argument('--max-pixels', type=int, help='images with more pixels are refused, as '
+                        'the data layer\'s max_pixels (default: its default; 0: no limit)')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes, each over its share of the images (CPU only; '
+                             'default 1)')
+    return parser
+
+
+def targets_arguments(parser, argv, outputs):
+    """(args, the output paths given) of a teacher-output tool, its mistakes refused through
+    parser.error; outputs as targets_parser's."""
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error('--workers must be at least 1')
+    if args.workers > 1 and args.gpu is not None:
+        parser.error('--workers runs forked CPU processes; with --gpu leave it at 1')
+    options = [option for option, _ in outputs]
+    paths = [getattr(args, option[2:].replace('-', '_')) for option in options]
+    if not any(paths):
+        parser.error('name what to write: %s or both' % ', '.join(options))
+    for path in paths:
+        if path and not path.endswith('.npy'):
+            parser.error('%s: the outputs are .npy files; name them so' % path)
+    return args, [path for path in paths if path]
+
+
+def targets_inputs(args, kind, net_name):
+    """(cfg, train) of a teacher-output tool: the deploy net described (refused unless its
+    kind is `kind`; net_name names the right one), the datalist read, the output folders made."""
+    from mlic import deploy
+    cfg = deploy.describe(args.net)
+    if args.max_pixels is not None:  # load_images reads it
+        cfg['max_pixels'] = args.max_pixels
+    if cfg['kind'] != kind:
+        raise ValueError('%s is a %s deploy net, not %s' % (args.net, cfg['kind'], net_name))
+    train = read_datalist(args.datalist, cfg['num_classes'], cfg['num_proposals'],
+                          args.root_folder)
+    return cfg, train
