@@ -96,8 +96,8 @@ def test_split_step_writes_train_and_val_lists_and_leaves_the_test_list(tmp_path
     ([0.50, 0.10, 0.10, 0.10], 3, 0.0, True),
     ([0.50, 0.10, 0.10], 3, 0.0, False),
 ])
-def test_should_stop_on_synthetic_sequences(values, patience, delta, stop):
-    assert converged.should_stop(values, patience, delta) is stop
+def test_stalled_on_synthetic_sequences(values, patience, delta, stop):
+    assert converged.stalled(values, 0, patience, delta) is stop
 
 
 def test_best_index_is_the_highest_and_the_earliest_of_ties():

@@ -8,8 +8,8 @@ validation.md and, where matplotlib is there, validation.png.
 With `schedule = "converged"` each student training runs in chunks of `converged_every`
 iterations through the real caffe tool (each chunk resumes from the last .solverstate); after
 each chunk its new snapshot is evaluated on the validation split, and the training stops when
-`should_stop` says so or at its cap. The snapshot with the best validation mAP becomes the
-training's final.caffemodel, the one the test table evaluates.
+`stalled` says so at its lowest learning rate, or at its cap. The snapshot with the best
+validation mAP becomes the training's final.caffemodel, the one the test table evaluates.
 """
 import collections
 import json
@@ -118,15 +118,6 @@ def last_improvement(values, delta):
             index = i
         best = value if best is None else max(best, value)
     return index
-
-
-def should_stop(values, patience, delta):
-    """Whether a training whose validation mAPs so far are `values` (one per evaluation, in
-    order) has converged: its last `patience` evaluations all failed to beat the best before
-    them by more than `delta`."""
-    if not values:
-        return False
-    return len(values) - 1 - last_improvement(values, delta) >= patience
 
 
 def best_index(values):
