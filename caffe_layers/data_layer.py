@@ -172,54 +172,51 @@ def load_soft_targets(param, num_images):
     return targets
 
 
+def load_mapped_targets(field, path, source, leading, ndim, layout, what):
+    """The float32 array of teacher outputs at `path` (field `field`), memory-mapped (they can
+    be large) and checked: its shape starts with `leading` and has `ndim` dimensions, none
+    empty; it is float32 (it is read in place); every value is finite (a full read, some lines
+    at a time: a NaN would otherwise surface as a NaN loss thousands of iterations later).
+    layout (the shape needed, in words) and what (e.g. 'the map of line %d of %s is') word the
+    errors."""
+    try:
+        targets = np.load(path, mmap_mode='r')
+    except (OSError, ValueError) as e:
+        raise DataLayerError(field, 'cannot read %s: %s' % (path, e))
+    if targets.ndim != ndim or targets.shape[:len(leading)] != tuple(leading) or \
+            0 in targets.shape:
+        raise DataLayerError(field, '%s has shape %s; %s needs %s'
+                             % (path, targets.shape, source, layout))
+    if targets.dtype != np.float32:
+        raise DataLayerError(field, '%s holds %s; it must be float32 (it is read in place)'
+                             % (path, targets.dtype))
+    line_floats = int(np.prod(targets.shape[1:]))
+    lines_at_once = max(1, (1 << 22) // line_floats)
+    for start in range(0, len(targets), lines_at_once):
+        chunk = targets[start:start + lines_at_once]
+        finite = np.isfinite(chunk).reshape(len(chunk), line_floats).all(axis=1)
+        if not finite.all():
+            line = start + int(np.argmin(finite))
+            raise DataLayerError(field, '%s: %s not finite' % (path, what % (line + 1, source)))
+    return targets
+
+
 def load_roi_targets(param, num_images):
     """The (num_images, 2, bbox_num, D) float32 array of param.roi_targets, memory-mapped and
-    checked (a full read: a NaN would otherwise surface as a NaN loss thousands of iterations
-    later)."""
-    try:
-        targets = np.load(param.roi_targets, mmap_mode='r')
-    except (OSError, ValueError) as e:
-        raise DataLayerError('roi_targets', 'cannot read %s: %s' % (param.roi_targets, e))
-    expected = (num_images, 2, param.bbox_num)
-    if targets.ndim != 4 or targets.shape[:3] != expected or targets.shape[3] == 0:
-        raise DataLayerError('roi_targets', '%s has shape %s; %s needs %s + (D,) (one row per '
-                             'line, as read and mirrored, bbox_num features of D values each)'
-                             % (param.roi_targets, targets.shape, param.source, expected))
-    if targets.dtype != np.float32:
-        raise DataLayerError('roi_targets', '%s holds %s; it must be float32 (it is read in '
-                             'place)' % (param.roi_targets, targets.dtype))
-    for start in range(0, num_images, 256):
-        finite = np.isfinite(targets[start:start + 256]).reshape(-1, 2 * param.bbox_num,
-                                                                  targets.shape[3])
-        if not finite.all():
-            line = start + int(np.argwhere(~finite.all(axis=(1, 2)))[0][0])
-            raise DataLayerError('roi_targets', '%s: the features of line %d of %s are not '
-                                 'finite' % (param.roi_targets, line + 1, param.source))
-    return targets
+    checked."""
+    return load_mapped_targets(
+        'roi_targets', param.roi_targets, param.source, (num_images, 2, param.bbox_num), 4,
+        '(%d, 2, %d) + (D,) (one row per line, as read and mirrored, bbox_num features of D '
+        'values each)' % (num_images, param.bbox_num), 'the features of line %d of %s are')
 
 
 def load_map_targets(param, num_images):
-    """The (num_images, 2, C, H, W) float32 array of param.map_targets, memory-mapped (the
-    FitNets hint features are large) and checked for finite values."""
-    try:
-        targets = np.load(param.map_targets, mmap_mode='r')
-    except (OSError, ValueError) as e:
-        raise DataLayerError('map_targets', 'cannot read %s: %s' % (param.map_targets, e))
-    if targets.ndim != 5 or targets.shape[:2] != (num_images, 2) or 0 in targets.shape:
-        raise DataLayerError('map_targets', '%s has shape %s; %s needs (%d, 2, C, H, W) (one '
-                             'map per line, as read and mirrored)'
-                             % (param.map_targets, targets.shape, param.source, num_images))
-    if targets.dtype != np.float32:
-        raise DataLayerError('map_targets', '%s holds %s; it must be float32 (it is read in '
-                             'place)' % (param.map_targets, targets.dtype))
-    for start in range(0, num_images, 64):
-        finite = np.isfinite(targets[start:start + 64]).reshape(-1, 2 * int(
-            np.prod(targets.shape[2:])))
-        if not finite.all():
-            line = start + int(np.argwhere(~finite.all(axis=1))[0][0])
-            raise DataLayerError('map_targets', '%s: the map of line %d of %s is not finite'
-                                 % (param.map_targets, line + 1, param.source))
-    return targets
+    """The (num_images, 2, C, H, W) float32 array of param.map_targets (the FitNets hint
+    features are large), memory-mapped and checked."""
+    return load_mapped_targets(
+        'map_targets', param.map_targets, param.source, (num_images, 2), 5,
+        '(%d, 2, C, H, W) (one map per line, as read and mirrored)' % num_images,
+        'the map of line %d of %s is')
 
 
 class BatchPlan(object):
