@@ -201,7 +201,7 @@ def test_equal_budget_scales_the_learning_rate_steps_in_proportion():
 
 
 def demo_config(**top):
-    return pipeline.load_config(DEMO_TOML, quick=True, overrides=top)
+    return pipeline.load_config(DEMO_TOML, ['quick'], overrides=top)
 
 
 def seed_graph(config, folder):

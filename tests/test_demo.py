@@ -156,6 +156,29 @@ def test_print_config_shows_the_quick_demo_and_where_each_value_comes_from(tmp_p
     assert not (tmp_path / 'run').exists()
 
 
+def test_benchmark_is_the_converged_comparison_and_combines_with_quick():
+    def settings(*options):
+        done = subprocess.run([sys.executable, DEMO, *options, '--print-config'],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stdout
+        return done.stdout
+
+    toml = os.path.join(ROOT, 'tools', 'demo.toml')
+    benchmark = settings('--benchmark')
+    for line in ('folder = "runs/demo-converged"', 'seeds = [1, 2, 3]', 'validation = 0.1',
+                 'schedule = "converged"', 'baselines = ["fitnets", "attention"]',
+                 'num_train = 1600'):
+        assert '\n%s  # %s\n' % (line, toml) in benchmark, line
+    plain = settings()
+    assert 'schedule = "fixed"  # default' in plain and 'validation = 0.1' not in plain
+    # Both: the benchmark's converged schedule at the quick tables' toy size and folder.
+    both = settings('--benchmark', '--quick')
+    assert 'schedule = "converged"  # %s' % toml in both
+    assert 'num_train = 96  # %s' % toml in both
+    assert 'folder = "runs/demo-quick"  # %s' % toml in both
+
+
 def test_a_wrong_type_in_the_demo_config_is_named_before_anything_runs(tmp_path):
     config = tmp_path / 'demo.toml'
     config.write_text(open(os.path.join(ROOT, 'tools', 'demo.toml')).read().replace(

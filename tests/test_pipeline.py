@@ -105,7 +105,7 @@ def test_an_unknown_step_or_a_cycle_is_an_error():
 def demo_config(nets=None, **top):
     """The quick demo's config with `nets` over its [nets] table and `top` over its top-level
     keys, checked as a file's."""
-    return pipeline.load_config(DEMO_TOML, quick=True, overrides=dict(top, nets=nets or {}))
+    return pipeline.load_config(DEMO_TOML, ['quick'], overrides=dict(top, nets=nets or {}))
 
 
 @pytest.mark.parametrize('jobs', [0, -1, 1.5, 'two', True])

@@ -343,6 +343,17 @@ def test_a_value_of_the_wrong_type_names_the_file_and_the_key(tmp_path, line, ta
     assert '%s: %s' % (path, error) in str(raised.value)
 
 
+@pytest.mark.parametrize('table', run_config.PRESETS)
+def test_a_preset_table_in_your_own_config_is_refused_not_ignored(tmp_path, table):
+    path = tmp_path / 'my.toml'
+    path.write_text('folder = "run"\n[datalists]\ntrain = "t.txt"\ntest = "v.txt"\n'
+                    '[%s]\nseeds = [1, 2]\n' % table)
+    with pytest.raises(pipeline.ConfigError) as raised:
+        run_config.load_config(str(path), kind=run_config.USER)
+    assert "%s: [%s]: only the demo's config has preset tables" % (path, table) in \
+        str(raised.value)
+
+
 def test_print_config_shows_every_setting_and_its_origin(user_data, tmp_path, capsys):
     config = write_config(tmp_path / 'my.toml', user_data)
     assert run_pipeline.main(['--config', config, '--print-config', '--gpus', '0']) == 0

@@ -5,6 +5,9 @@ the student without KD and the two ablations, then the paper's table.
   tools/demo.py                 the default run (tools/demo.toml), about 14 minutes on 2 cores
   tools/demo.py --quick         every step at toy size, a few minutes (a smoke test)
   tools/demo.py --seeds 1,2,3   mean and std over seeds
+  tools/demo.py --benchmark     the science benchmark: every student trained until its validation
+                                mAP stops rising, 3 seeds, FitNets and attention transfer beside
+                                (hours on 2 cores; docs/converged.md)
 
 Outputs go to the config's folder (runs/demo); a rerun skips the steps already complete, so an
 interrupted run resumes. The table is printed and written as results.md / results.json, with
@@ -32,10 +35,14 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=os.path.join(os.path.dirname(__file__), 'demo.toml'))
     parser.add_argument('--quick', action='store_true', help='apply the [quick] tables')
+    parser.add_argument('--benchmark', action='store_true',
+                        help='apply the [benchmark] tables: the converged comparison over 3 seeds '
+                             'with both classic baselines (hours on 2 cores; docs/converged.md)')
     pipeline.add_run_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        config = run_config.load_config(args.config, quick=args.quick,
+        presets = [name for name in run_config.PRESETS if getattr(args, name)]
+        config = run_config.load_config(args.config, presets,
                                         overrides=pipeline.run_overrides(args))
         if args.print_config:
             sys.stdout.write(config_examples.effective_toml(config))

@@ -9,8 +9,8 @@ import json
 import os
 
 from mlic import netgen
-from mlic.run_config import (DEMO, NETS, PRESET, REQUIRED, SCHEMA, SECTIONS, SOLVER_EXAMPLE_FIELDS,
-                             USER, keys_of)
+from mlic.run_config import (DEMO, NETS, PRESET, PRESETS, REQUIRED, SCHEMA, SECTIONS,
+                             SOLVER_EXAMPLE_FIELDS, USER, keys_of)
 
 SECTION_HELP = {
     'datalists': 'Your data: complete datalists (tools/make_datalist.py, then '
@@ -25,6 +25,8 @@ SECTION_HELP = {
     'nets.batch_size': '(train, test) images per iteration of each net',
     'nets.solver': "Caffe SolverParameter fields of each net (any field; enums by name); "
                    "random_seed is the run's seed",
+    'benchmark': 'tools/demo.py --benchmark: the science benchmark, every student until its '
+                 'validation mAP stops rising (docs/converged.md); hours on 2 cores',
     'quick': 'tools/demo.py --quick: every step at toy size in a few minutes (numbers not '
              'meaningful)',
 }
@@ -48,6 +50,12 @@ DEMO_SETTINGS = {
             'wsddn': {'max_iter': 400, 'stepsize': 340, 'snapshot': 200},
             'stage1': {'max_iter': 900, 'stepsize': 750, 'snapshot': 300},
             'stage2': dict(_SOLVER), 'student': dict(_SOLVER)},
+    },
+    # The converged comparison of docs/converged.md: a tenth of the train list held out, each
+    # student trained until its validation mAP stops rising, the classic baselines beside.
+    'benchmark': {
+        'folder': 'runs/demo-converged', 'seeds': [1, 2, 3], 'validation': 0.1,
+        'schedule': 'converged', 'baselines': ['fitnets', 'attention'],
     },
     'quick': {
         'folder': 'runs/demo-quick',
@@ -78,8 +86,8 @@ USER_EXAMPLE = {
 
 HEADERS = {
     DEMO: '''The embedded demo: `make demo` runs it (tools/demo.py); `tools/demo.py --quick` applies
-the [quick] tables on top; `--seeds 1,2,3` repeats every training over seeds. The same
-pipeline runs on your own datalists: tools/run_pipeline.py --help.''',
+the [quick] tables on top, `--benchmark` the [benchmark] tables; `--seeds 1,2,3` repeats every
+training over seeds. The same pipeline runs on your own datalists: tools/run_pipeline.py --help.''',
     USER: '''The whole method on MS-COCO 2014 with the VGG16 nets, as the original trains them:
   tools/run_pipeline.py --config tools/run_pipeline.example.toml
 Copy this file and edit the paths for your data; relative paths are relative to the repository
@@ -188,8 +196,9 @@ def example_toml(kind):
             for key in keys_of(section, kind).values():
                 lines += _key_lines(section, key, {}, presets, show_unset)
             out += _table(section, lines)
-    if 'quick' in values:
-        out += _quick_tables('quick', values['quick'])
+    for name in PRESETS:
+        if name in values:
+            out += _preset_tables(name, values[name])
     return '\n'.join(wrap_comments(out)) + '\n'
 
 
@@ -220,13 +229,13 @@ def _solver_table(net, given, presets, show_unset):
     return ['', *first, '[nets.solver.%s]' % net] + lines
 
 
-def _quick_tables(name, table):
+def _preset_tables(name, table):
     plain = ['%s = %s' % (k, toml_value(v)) for k, v in table.items()
              if not isinstance(v, dict) or k in ('conv_filler', 'head_filler')]
-    out = _table(name, plain) if plain or name == 'quick' else []
+    out = _table(name, plain) if plain or name in PRESETS else []
     for key, value in table.items():
         if isinstance(value, dict) and key not in ('conv_filler', 'head_filler'):
-            out += _quick_tables('%s.%s' % (name, key), value)
+            out += _preset_tables('%s.%s' % (name, key), value)
     return out
 
 

@@ -366,7 +366,7 @@ def deep_update(base, overrides, where='config'):
 
 
 def _overlay(base, top):
-    """`top`'s tables merged into `base`'s (the [quick] tables; the schema checks the result)."""
+    """`top`'s tables merged into `base`'s (a preset's tables; the schema checks the result)."""
     merged = copy.deepcopy(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -376,22 +376,35 @@ def _overlay(base, top):
     return merged
 
 
-def load_config(path, quick=False, overrides=None, kind=None):
-    """The checked config of a TOML file: its [quick] tables applied with quick=True, then
-    `overrides` (a dict of the same shape), the types checked and the defaults filled. The
-    file's own values are kept under 'given' (before the defaults: what the user set).
-    kind=USER: a config without [datalists] is an error."""
+# Tables of a config that apply on top of it only when a tool's option asks for them
+# (tools/demo.py --benchmark, --quick), in this order when both do.
+PRESETS = ('benchmark', 'quick')
+
+
+def load_config(path, presets=(), overrides=None, kind=None):
+    """The checked config of a TOML file: its preset tables named in `presets` (of PRESETS:
+    [benchmark], [quick]) applied on top, then `overrides` (a dict of the same shape), the types
+    checked and the defaults filled. The file's own values are kept under 'given' (before the
+    defaults: what the user set). kind=USER: a config without [datalists] is an error."""
     import tomllib
     with open(path, 'rb') as f:
         config = tomllib.load(f)
     if kind == USER and 'datalists' not in config:
         raise ConfigError('%s: datalists: missing (the [datalists] table names your train and '
                           'test lists; tools/demo.py runs the synthetic demo)' % path)
-    quick_tables = config.pop('quick', {})
-    if not isinstance(quick_tables, dict):
-        raise ConfigError('%s: quick: is a value, not a [quick] table' % path)
-    if quick:
-        config = _overlay(config, quick_tables)
+    tables = {}
+    for name in PRESETS:
+        tables[name] = config.pop(name, {})
+        if not isinstance(tables[name], dict):
+            raise ConfigError('%s: %s: is a value, not a [%s] table' % (path, name, name))
+        if kind == USER and tables[name]:
+            raise ConfigError('%s: [%s]: only the demo\'s config has preset tables (tools/demo.py '
+                              '--%s); set the keys in your config itself' % (path, name, name))
+    for name in PRESETS:
+        if name in presets:
+            if not tables[name]:
+                raise ConfigError('%s: has no [%s] table' % (path, name))
+            config = _overlay(config, tables[name])
     from_file = copy.deepcopy(config)
     if overrides:
         config = _overlay(config, overrides)
