@@ -2,7 +2,7 @@
 """The embedded demo: synthetic data -> proposals -> WSDDN teacher -> KD stage 1 -> KD stage 2,
 the student without KD and the two ablations, then the paper's table.
 
-  tools/demo.py                 the default run (tools/demo.toml), about 14 minutes on 2 cores
+  tools/demo.py                 the default run (tools/demo.toml), about 7 minutes on a 2-core Xeon
   tools/demo.py --quick         every step at toy size, a few minutes (a smoke test)
   tools/demo.py --seeds 1,2,3   mean and std over seeds
   tools/demo.py --benchmark     the science benchmark: every student trained until its validation
