@@ -103,7 +103,7 @@ SCHEMA = {
             'then its best snapshot (needs validation; docs/converged.md)'),
         Key('converged_every', POSITIVE, 200, 'converged: iterations between two evaluations '
                                               'on the validation split'),
-        Key('converged_patience', POSITIVE, 3, 'converged: stop after this many evaluations '
+        Key('converged_patience', POSITIVE, 6, 'converged: stop after this many evaluations '
                                                'in a row without a rise of the best'),
         Key('converged_delta', NUMBER, 0.2, 'converged: a rise counts when the best '
                                             'validation mAP grows by more than this (mAP points)'),
