@@ -185,6 +185,24 @@ def test_equal_budget_gives_every_row_the_kd_students_images():
     assert not {'stage1', 'stage2', 'fitnets_hint'} & set(solvers)
 
 
+def test_converged_caps_give_every_row_the_same_images_under_the_equal_budget():
+    cfg = small_cfg(stage1={'max_iter': 30, 'stepsize': 24})
+    rows = list(budget.ROW_TRAININGS)
+    caps = budget.last_training_caps(cfg, 'equal', rows, 4)
+    schedules = budget.row_schedules(cfg, 'equal', rows)
+    total = 30 * 4 + 20 * 4  # the KD student's images: every row's budget
+    for row, trainings in schedules.items():
+        earlier = sum(s.images for s in trainings[:-1])
+        capped = earlier + caps[trainings[-1].step] * trainings[-1].batch
+        # 4 x the budget in all, to within one batch of the last training.
+        assert 4 * total <= capped < 4 * total + trainings[-1].batch, row
+    assert caps['stage2'] == (4 * total - 30 * 4) // 4 == 170  # not 4 x its own 20
+    assert caps['student'] == 4 * 25 and caps['stage2_only'] == 4 * 50  # as 4 x max_iter
+    # Under "schedules" each row is capped at 4 x its own images.
+    own = budget.last_training_caps(cfg, 'schedules', rows, 4)
+    assert own['student'] == 80 and own['stage2'] == (4 * 200 - 120) // 4
+
+
 def test_equal_budget_scales_the_learning_rate_steps_in_proportion():
     cfg = copy.deepcopy(netgen.FULL)
     solvers = budget.step_solvers(cfg, 'equal', ['student', 'stage2_only'])

@@ -3,6 +3,7 @@ disjoint from train' and never reads or changes the test list; the stopping rule
 validation-mAP sequences; the config's checks; and a toy pipeline run that trains each student
 in chunks, keeps its best snapshot by validation mAP and says so under the table."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -159,6 +160,17 @@ def test_train_converged_stops_at_the_cap(tmp_path):
     picked, why, _ = converged.train_converged(lambda m, s, lr: targets.append(m), run_training,
                                                validation, 4, rule)
     assert targets == [3, 6, 9] and picked == 9 and 'cap of 9 iterations' in why
+    # A row's later training: the cap its row leaves it (budget.last_training_caps).
+    row_dir = tmp_path / 'row'
+    os.makedirs(str(row_dir))
+    validation, row_targets = Validation(str(row_dir), None, None, None, '', []), []
+
+    def run_row_training():
+        open(converged.snapshot_path(str(row_dir), row_targets[-1]), 'w').close()
+    picked, why, _ = converged.train_converged(lambda m, s, lr: row_targets.append(m),
+                                               run_row_training, validation, 4, rule,
+                                               cap_limit=13)
+    assert row_targets == [3, 6, 9, 12, 15] and "cap of 15 iterations (2 x its row's" in why
 
 
 def converged_with_curve(tmp_path, curve, base_max_iter, rule, drops=()):

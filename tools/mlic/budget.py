@@ -79,6 +79,20 @@ def row_schedules(cfg, budget='schedules', rows=None):
     return out
 
 
+def last_training_caps(cfg, budget, rows, factor):
+    """{the last training of each row: iterations} that cap a converged row at `factor` x its
+    images: factor x the row's images less those of its earlier trainings, in the last
+    training's batches (rounded up). Under the equal budget every row is then capped at the same
+    number of images; capping a row's last training at factor x its own max_iter instead would
+    give a row of two trainings less room than a row of one."""
+    caps = {}
+    for schedules in row_schedules(cfg, budget, rows).values():
+        earlier = sum(s.images for s in schedules[:-1])
+        total = earlier + schedules[-1].images
+        caps[schedules[-1].step] = max(1, -(-(factor * total - earlier) // schedules[-1].batch))
+    return caps
+
+
 def step_solvers(cfg, budget, rows):
     """{step: solver fields over its net's} of the trainings whose schedule `budget` changes."""
     return {s.step: s.solver for schedules in row_schedules(cfg, budget, rows).values()

@@ -125,10 +125,11 @@ def best_index(values):
     return int(np.argmax(values))
 
 
-def cap_of(max_iter, rule):
-    """The most iterations a converged training runs: max_factor x its max_iter, rounded up to
-    whole evaluation intervals."""
-    limit = max_iter * rule.max_factor
+def cap_of(max_iter, rule, limit=None):
+    """The most iterations a converged training runs: `limit` (default max_factor x its
+    max_iter; a row's later training gets less, budget.last_training_caps), rounded up to whole
+    evaluation intervals."""
+    limit = max_iter * rule.max_factor if limit is None else limit
     return -(-limit // rule.every) * rule.every
 
 
@@ -242,7 +243,7 @@ def stalled(values, phase_start, patience, delta):
 
 
 def train_converged(write_solver, run_training, validation, base_max_iter, rule, log=None,
-                    drops=(), gamma=0.1):
+                    drops=(), gamma=0.1, cap_limit=None):
     """Trains in chunks of rule.every iterations, each resuming from the last solverstate,
     until the validation mAP stops rising (rule.patience, rule.delta) at the lowest learning
     rate, or at the cap (cap_of).
@@ -254,9 +255,10 @@ def train_converged(write_solver, run_training, validation, base_max_iter, rule,
     fixed schedule, and an early plateau (the students' scores sit at the label prior for a
     while) does not end it. write_solver(max_iter, snapshot, lr_scale) writes the solver
     (lr_scale: None keeps its own policy; a number: a fixed rate, base_lr x lr_scale);
-    run_training() runs caffe on it; validation: a Validation. Returns (picked iteration, why
-    it stopped, path of its snapshot)."""
-    cap = cap_of(base_max_iter, rule)
+    run_training() runs caffe on it; validation: a Validation; cap_limit: cap_of's limit (None:
+    max_factor x base_max_iter). Returns (picked iteration, why it stopped, path of its
+    snapshot)."""
+    cap = cap_of(base_max_iter, rule, cap_limit)
     drops = list(drops)
     lowered, phase_start, lowered_at = 0, 0, []
     target = rule.every
@@ -285,8 +287,9 @@ def train_converged(write_solver, run_training, validation, base_max_iter, rule,
                     's' if len(lowered_at) > 1 else '', ', '.join(map(str, lowered_at)))
             break
         if target >= cap:
-            why = 'stopped at the cap of %d iterations (%d x max_iter %d) before converging' % (
-                cap, rule.max_factor, base_max_iter)
+            why = 'stopped at the cap of %d iterations (%s) before converging' % (
+                cap, '%d x max_iter %d' % (rule.max_factor, base_max_iter) if cap_limit is None
+                else "%d x its row's images, less its earlier trainings'" % rule.max_factor)
             break
         target += rule.every
     picked = iterations[best_index(values)]

@@ -107,8 +107,9 @@ SCHEMA = {
                                                'in a row without a rise of the best'),
         Key('converged_delta', NUMBER, 0.2, 'converged: a rise counts when the best '
                                             'validation mAP grows by more than this (mAP points)'),
-        Key('converged_cap', POSITIVE, 4, "converged: at most this x the training's own "
-                                          'max_iter iterations'),
+        Key('converged_cap', POSITIVE, 4, "converged: at most this x the row's training "
+                                          "images (a row's last training: less its earlier "
+                                          "trainings')"),
     ],
     'datalists': [
         Key('train', TEXT, REQUIRED, 'complete train datalist: image, labels, proposals '

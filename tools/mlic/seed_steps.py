@@ -176,9 +176,11 @@ class SeedSteps(object):
     def row_solver(self, nets, name):
         """The solver fields over its net's that the run's budget sets for training `name`
         (mlic.budget; {} under budget "schedules")."""
-        rows = [row for row in budget.ROW_TRAININGS
-                if row in TRAININGS or row in self.baselines]
-        return budget.step_solvers(nets.cfg, self.budget, rows).get(name, {})
+        return budget.step_solvers(nets.cfg, self.budget, self.rows()).get(name, {})
+
+    def rows(self):
+        """The table's student rows this run trains (budget.ROW_TRAININGS' keys)."""
+        return [row for row in budget.ROW_TRAININGS if row in TRAININGS or row in self.baselines]
 
     def train(self, nets, name, kind, after, init=None, solver_fields=None):
         """Trains the `kind` solver in its own folder; init(step) -> .caffemodel paths or None.
@@ -191,14 +193,21 @@ class SeedSteps(object):
         validated = 'val' in self.data.datalists and name in converged.VALIDATED
         rule = (converged.rule_of(self.config)
                 if validated and self.config.get('schedule') == 'converged' else None)
+        solver_path = nets.files[kind + '_solver']
+        iters = fields.get('max_iter', caffe_train.read_solver(solver_path).max_iter)
+        # A row's last training is capped by the row's images (budget.last_training_caps); the
+        # cap enters the key only where it differs from max_factor x its own max_iter.
+        cap_limit = (budget.last_training_caps(nets.cfg, self.budget, self.rows(),
+                                               rule.max_factor).get(name) if rule else None)
+        if rule and cap_limit == rule.max_factor * iters:
+            cap_limit = None
         step = self.work.step(name, [s.key for s in after],
                               self.files_key(nets, kind + '_train', kind + '_solver'),
                               *([sorted(fields.items())] if fields else []),
                               # (the rule's version: the learning rate follows the mAP)
                               *([tuple(rule) + ('lr by validation',)] if rule else []),
+                              *([('cap', cap_limit)] if cap_limit is not None else []),
                               folder=nets.folder)
-        solver_path = nets.files[kind + '_solver']
-        iters = fields.get('max_iter', caffe_train.read_solver(solver_path).max_iter)
 
         def body(step):
             from google.protobuf import text_format
@@ -241,7 +250,7 @@ class SeedSteps(object):
                 picked, why, kept = converged.train_converged(
                     write_solver, run_training, validation, iters, rule,
                     log=lambda text: log('%-15s %s' % (name, text)), drops=drops,
-                    gamma=solver.gamma)
+                    gamma=solver.gamma, cap_limit=cap_limit)
                 shutil.copyfile(kept, final)
             else:
                 shutil.copyfile(run_training(), final)
@@ -249,7 +258,8 @@ class SeedSteps(object):
                 validation.write()
         if rule:
             describe = ('training %s until its validation mAP stops rising, at most %d '
-                        'iterations (seed %d)' % (kind, converged.cap_of(iters, rule), nets.seed))
+                        'iterations (seed %d)' % (kind, converged.cap_of(iters, rule, cap_limit),
+                                                  nets.seed))
         else:
             describe = 'training %s for %d iterations (seed %d)' % (kind, iters, nets.seed)
         self.work.run_step(step, body, describe)
