@@ -31,13 +31,19 @@ def read_solver(solver_path):
     return solver
 
 
+def snapshot_iteration(path):
+    """The iteration of a Caffe .solverstate (`<prefix>_iter_N.solverstate`, or .h5), or None."""
+    match = re.search(r'_iter_(\d+)\.solverstate(\.h5)?$', path)
+    return int(match.group(1)) if match else None
+
+
 def latest_snapshot(snapshot_prefix):
     """(iteration, path) of the newest .solverstate written under snapshot_prefix, or None."""
     best = None
     for path in glob.glob(snapshot_prefix + '_iter_*.solverstate'):
-        match = re.search(r'_iter_(\d+)\.solverstate$', path)
-        if match and (best is None or int(match.group(1)) > best[0]):
-            best = (int(match.group(1)), path)
+        iteration = snapshot_iteration(path)
+        if iteration is not None and (best is None or iteration > best[0]):
+            best = (iteration, path)
     return best
 
 

@@ -26,7 +26,6 @@ import collections
 import math
 import multiprocessing
 import os
-import re
 import queue
 import signal
 import sys
@@ -130,13 +129,11 @@ def with_resumed_data(job):
     """The job with, when it resumes a snapshot, a solver whose data layer starts at the
     snapshot's batch (caffe_train.resumed_solver): the ranks go on with the batches an
     uninterrupted run would have had."""
-    if not job.snapshot:
-        return job
-    match = re.search(r'_iter_(\d+)\.solverstate(\.h5)?$', job.snapshot)
-    if not match:
-        return job
     from mlic import caffe_train
-    return job._replace(solver=caffe_train.resumed_solver(job.solver, int(match.group(1)),
+    iteration = caffe_train.snapshot_iteration(job.snapshot) if job.snapshot else None
+    if iteration is None:
+        return job
+    return job._replace(solver=caffe_train.resumed_solver(job.solver, iteration,
                                                           job.cwd or os.getcwd()))
 
 
@@ -569,18 +566,6 @@ def train(solver, gpus=(), weights=(), snapshot=None, log=None, progress=True,
     return outcome
 
 
-def latest_snapshot(prefix):
-    """(iteration, path) of the newest .solverstate written under prefix, or None."""
-    import glob
-    import re
-    best = None
-    for path in glob.glob(prefix + '_iter_*.solverstate'):
-        match = re.search(r'_iter_(\d+)\.solverstate$', path)
-        if match and (best is None or int(match.group(1)) > best[0]):
-            best = (int(match.group(1)), path)
-    return best
-
-
 def train_to_end(solver, log, gpus=(), weights=(), cwd=None, label=None, progress=True,
                  env=None):
     """For a pipeline: trains `solver` to max_iter and returns the final .caffemodel. A finished
@@ -591,7 +576,8 @@ def train_to_end(solver, log, gpus=(), weights=(), cwd=None, label=None, progres
     final = snapshot_paths(prefix, param.max_iter, param.snapshot_format)[0]
     if os.path.exists(final):
         return final
-    resume = latest_snapshot(prefix)
+    from mlic import caffe_train
+    resume = caffe_train.latest_snapshot(prefix)
     outcome = train(solver, gpus, () if resume else tuple(weights or ()),
                     resume[1] if resume else None, log, progress, cwd=cwd, label=label, env=env)
     if outcome.stopped or outcome.caffemodel != os.path.abspath(final):
