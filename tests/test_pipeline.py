@@ -370,3 +370,33 @@ def test_the_demo_config_has_no_empty_table():
                     yield name + key
                 yield from empty_tables(value, name + key + '.')
     assert list(empty_tables(config)) == []
+
+
+def test_a_moved_run_folder_is_refused_before_any_step_and_keeps_what_it_holds(tmp_path):
+    # The run's datalists, nets and solvers name its files by absolute path: used from a new
+    # path, every step would run again and replace its trained weights first.
+    made = tmp_path / 'made'
+    pipeline.Pipeline(demo_config(), str(made))
+    assert (made / steps.LOCATION).read_text().strip() == str(made)
+    weights = made / 'seed1' / 'teacher' / 'final.caffemodel'
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b'trained')
+    moved = tmp_path / 'moved'
+    made.rename(moved)
+    with pytest.raises(ConfigError) as error:
+        pipeline.Pipeline(demo_config(), str(moved))
+    message = str(error.value)
+    assert str(moved / steps.LOCATION) in message
+    assert 'made at %s' % made in message and 'Move it back' in message
+    assert weights.name in os.listdir(moved / 'seed1' / 'teacher')
+    # Moved back, the same folder is used as before.
+    moved.rename(made)
+    assert pipeline.Pipeline(demo_config(), str(made)).folder == str(made)
+
+
+def test_a_run_folder_reached_through_a_link_is_the_same_folder(tmp_path):
+    made = tmp_path / 'made'
+    pipeline.Pipeline(demo_config(), str(made))
+    link = tmp_path / 'link'
+    link.symlink_to(made)
+    assert pipeline.Pipeline(demo_config(), str(link)).folder == str(link)

@@ -19,7 +19,7 @@ from mlic.net_settings import net_config  # noqa: F401  (the pipeline's API)
 from mlic.report import BASELINE_TRAININGS, TRAININGS  # noqa: F401
 from mlic.run_config import ConfigError, load_config  # noqa: F401
 from mlic.seed_steps import SEED_STEPS, SeedSteps, baseline_precomputed, precomputed
-from mlic.steps import Workspace, log, run_graph
+from mlic.steps import Workspace, check_location, log, run_graph
 
 OPTIONAL_TRAININGS = [step for steps in BASELINE_TRAININGS.values() for step in steps]
 
@@ -134,6 +134,7 @@ class Pipeline(object):
             folder = os.path.abspath(os.path.join(self.root, self.config['folder']))
         devices.check_gpus(self.config['gpus'], self.where)
         converged.check(self.config, self.where)
+        check_location(folder)
         # The nets' sizes that a user's datalists fix, read (and checked) before any step runs
         # and before the run folder is made (cached there from the second run on).
         self.config = sources.with_data_sizes(self.config, self.root, folder)

@@ -11,6 +11,8 @@ import shutil
 import sys
 import time
 
+from mlic.run_config import ConfigError
+
 
 def log(message):
     sys.stderr.write('%s %s\n' % (time.strftime('%H:%M:%S'), message))
@@ -123,6 +125,29 @@ class Step(object):
             f.write(self.key + '\n')
 
 
+LOCATION = 'LOCATION'
+
+
+def check_location(folder):
+    """Raises ConfigError when the run folder `folder` was made at another path.
+
+    The datalists, nets and solvers a run writes name its files by absolute path, and those
+    paths enter the steps' fingerprints: in a moved or copied folder every step would run
+    again, replacing trained weights first, and the first training would then fail on images
+    that are no longer where its datalist says."""
+    stamp = os.path.join(folder, LOCATION)
+    if not os.path.exists(stamp):
+        return
+    with open(stamp) as f:
+        made_at = f.read().strip()
+    if made_at and os.path.realpath(made_at) != os.path.realpath(folder):
+        raise ConfigError(
+            '%s: this run folder was made at %s and is now used from %s; the datalists, nets '
+            'and solvers in it name files under %s, so every step would run again and replace '
+            'what it holds (trained weights included). Move it back to %s, or make the run '
+            'in a new folder.' % (stamp, made_at, folder, made_at, made_at))
+
+
 class Workspace(object):
     """The run folder and the bookkeeping every step shares: its fingerprinted Step folders,
     the progress log, the times of the steps run, the BLAS threads of a training."""
@@ -130,7 +155,12 @@ class Workspace(object):
     def __init__(self, folder, jobs=1, progress=True):
         self.folder, self.jobs, self.progress = folder, jobs, progress
         self.timings = []  # (step folder, seconds) of the steps run this time
+        check_location(folder)
         os.makedirs(folder, exist_ok=True)
+        stamp = os.path.join(folder, LOCATION)
+        if not os.path.exists(stamp):
+            with open(stamp, 'w') as f:
+                f.write(folder + '\n')
 
     def step(self, name, *inputs, folder=None):
         """The Step `name` under `folder` (default: the run folder), its key the fingerprint of
