@@ -155,8 +155,8 @@ class Workspace(object):
     def __init__(self, folder, jobs=1, progress=True):
         self.folder, self.jobs, self.progress = folder, jobs, progress
         self.timings = []  # (step folder, seconds) of the steps run this time
-        check_location(folder)
         os.makedirs(folder, exist_ok=True)
+        # Checked by the pipeline before anything is written here (check_location).
         stamp = os.path.join(folder, LOCATION)
         if not os.path.exists(stamp):
             with open(stamp, 'w') as f:
